@@ -1,0 +1,1 @@
+"""The Tornado service: settings, one client per backend, handlers, the local stack."""

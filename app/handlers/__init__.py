@@ -1,0 +1,1 @@
+"""Request handlers; each receives the process's Context through ``initialize()``."""

@@ -1,0 +1,117 @@
+"""Every address, pool size and timeout of the service, in one model.
+
+Values come from, in order of precedence: keyword arguments, environment
+variables prefixed ``ASYNCSTACK_`` (nested with ``__``, e.g.
+``ASYNCSTACK_MYSQL__PORT=3306``), the file named by ``ASYNCSTACK_ENV_FILE``
+(dotenv format, optional), then the defaults below — which point at the local
+stack that ``python -m app stack up`` starts.  Use IP literals for hosts: a
+host name makes the event loop resolve it on a thread.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# The local stack's addresses: the one place they are written down.  MySQL,
+# Redis and MongoDB use non-default ports so they never meet a developer's own.
+STACK_HOST = "127.0.0.1"
+MYSQL_PORT = 13306
+REDIS_PORT = 16379
+MONGO_PORT = 27117
+IGNITE_CLIENT_PORT = 10800          # node i listens on IGNITE_CLIENT_PORT + i
+IGNITE_DISCOVERY_PORT = 47500       # node i: IGNITE_DISCOVERY_PORT + i
+IGNITE_COMMUNICATION_PORT = 47100   # node i: IGNITE_COMMUNICATION_PORT + i
+
+
+class MySQLSettings(BaseModel):
+    host: str = STACK_HOST
+    port: int = MYSQL_PORT
+    user: str = "app"
+    password: str = "app"
+    database: str = "app"
+    pool_min: int = 1
+    pool_max: int = 20
+    pool_recycle_s: float = 3600.0
+    connect_timeout_s: float = 2.0
+    query_timeout_s: float = 10.0
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+class RedisSettings(BaseModel):
+    host: str = STACK_HOST
+    port: int = REDIS_PORT
+    db: int = 0
+    password: str | None = None
+    pool_max: int = 64
+    pool_wait_timeout_s: float = 2.0
+    connect_timeout_s: float = 2.0
+    socket_timeout_s: float = 5.0
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+class MongoSettings(BaseModel):
+    host: str = STACK_HOST
+    port: int = MONGO_PORT
+    database: str = "app"
+    pool_max: int = 50
+    server_selection_timeout_s: float = 2.0
+    connect_timeout_s: float = 2.0
+    socket_timeout_s: float = 10.0
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def uri(self) -> str:
+        return f"mongodb://{self.host}:{self.port}/?directConnection=true"
+
+
+class IgniteSettings(BaseModel):
+    nodes: list[tuple[str, int]] = Field(default_factory=lambda: [(STACK_HOST, IGNITE_CLIENT_PORT)])
+    username: str | None = None
+    password: str | None = None
+    connect_timeout_s: float = 2.0
+    request_timeout_s: float = 10.0
+
+    @property
+    def address(self) -> str:
+        return ",".join(f"{h}:{p}" for h, p in self.nodes)
+
+
+class ServerSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = 8888
+    workers: int = 1
+    readiness_timeout_s: float = 1.0
+    shutdown_timeout_s: float = 10.0
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="ASYNCSTACK_", env_nested_delimiter="__", extra="ignore",
+    )
+
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    mysql: MySQLSettings = Field(default_factory=MySQLSettings)
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    mongo: MongoSettings = Field(default_factory=MongoSettings)
+    ignite: IgniteSettings = Field(default_factory=IgniteSettings)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the settings, with the optional dotenv file ``$ASYNCSTACK_ENV_FILE``."""
+    env_file = os.environ.get("ASYNCSTACK_ENV_FILE")
+    if env_file:
+        return Settings(_env_file=env_file, **overrides)  # type: ignore[call-arg]
+    return Settings(**overrides)

@@ -1,0 +1,1 @@
+"""Fully asynchronous backend clients sharing one lifecycle and one error tree."""

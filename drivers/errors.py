@@ -1,0 +1,44 @@
+"""The one error root every driver in this package raises under.
+
+    DriverError
+    ├── BackendUnavailable   the backend cannot be reached or the connection was lost
+    ├── BackendTimeout       a deadline passed (also a builtin ``TimeoutError``)
+    └── BackendError         the backend answered with an error of its own
+
+Each driver converts third-party exceptions at its boundary, so the service
+only ever needs ``except DriverError`` and the three groups above.  The Ignite
+client's own tree (``drivers.ignite.errors``) hangs under the same groups.
+"""
+
+from __future__ import annotations
+
+
+class DriverError(Exception):
+    """Root of every error raised by the drivers.
+
+    ``backend`` names the backend ("mysql", "mongo", "redis", "ignite") so the
+    service can say which one failed.
+    """
+
+    backend: str = "unknown"
+
+    def __init__(self, message: str, *, backend: str | None = None) -> None:
+        super().__init__(message)
+        if backend is not None:
+            self.backend = backend
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class BackendUnavailable(DriverError):
+    """The backend could not be reached, or the connection to it was lost."""
+
+
+class BackendTimeout(DriverError, TimeoutError):
+    """A connect, request or pool-wait deadline passed."""
+
+
+class BackendError(DriverError):
+    """The backend answered, with an error of its own (bad query, constraint, ...)."""

@@ -1,0 +1,351 @@
+"""One TCP connection to one Ignite node: the I/O pump around the sans-I/O protocol.
+
+Rules of this file:
+- ``Connection`` is an ``asyncio.Protocol``; bytes arrive in ``data_received``,
+  are split into frames by ``FrameReader`` and each reply completes the future
+  waiting under its request id.  Nothing here packs a value: requests arrive
+  as ready payload bytes, replies leave as ``Reply`` (header + frame).
+- Many requests are in flight at once.  Frames queued in the same loop
+  iteration leave in one ``transport.write``.
+- A request that times out or is cancelled leaves the pending table at once;
+  its late reply is counted in ``late_replies`` and dropped, never delivered
+  to another caller.
+- Any desync (bad frame, unknown reply) fails every pending request with the
+  protocol error and closes the socket: no attempt to resynchronise.
+- States: CONNECTING -> HANDSHAKING -> READY -> CLOSED; CLOSED is final.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import heapq
+import socket
+import struct
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from drivers.ignite.errors import (
+    AuthenticationError,
+    HandshakeError,
+    IgniteConnectionError,
+    IgniteError,
+    IgniteTimeout,
+    ProtocolError,
+    RemoteProtocolError,
+    server_error,
+)
+from drivers.ignite.protocol.constants import (
+    CLIENT_FEATURES,
+    Feature,
+    ProtocolVersion,
+    ResponseFlag,
+    features_intersection,
+    has_feature,
+)
+from drivers.ignite.protocol.framing import FrameReader, ResponseHeader, parse_response
+from drivers.ignite.protocol.handshake import (
+    HandshakeAccepted,
+    HandshakeRejected,
+    decode_handshake_reply,
+    encode_handshake,
+)
+
+LATEST = ProtocolVersion(1, 7, 0)
+SUPPORTED = frozenset({ProtocolVersion(1, v, 0) for v in range(8)})
+_AUTH_FAILED = 2000
+_REQUEST_HEADER = struct.Struct("<ihq")  # length, op code, request id
+_LENGTH = struct.Struct("<i")
+_REQUEST_ID = struct.Struct("<q")
+REQUEST_HEADER_SIZE = _REQUEST_HEADER.size
+
+
+class State(enum.Enum):
+    CONNECTING = "connecting"
+    HANDSHAKING = "handshaking"
+    READY = "ready"
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A successful reply: its header and the whole frame (payload at ``header.payload_offset``)."""
+
+    header: ResponseHeader
+    frame: memoryview
+
+
+def new_request(op_code: int) -> bytearray:
+    """A request buffer with its header reserved; append the payload, then ``Connection.send``."""
+    buf = bytearray(REQUEST_HEADER_SIZE)
+    _REQUEST_HEADER.pack_into(buf, 0, 0, op_code, 0)
+    return buf
+
+
+class Connection(asyncio.Protocol):
+    """A handshaken connection to one node.  Build with ``await Connection.open(...)``."""
+
+    def __init__(self, host: str, port: int, *, request_timeout: float, max_frame: int = 256 << 20,
+                 on_topology: Callable[[tuple[int, int]], None] | None = None,
+                 on_lost: Callable[[Connection, BaseException | None], None] | None = None) -> None:
+        self.host = host
+        self.port = port
+        self.request_timeout = request_timeout
+        self.state = State.CONNECTING
+        self.version = LATEST
+        self.features = b""
+        self.node_id: Any = None
+        self.late_replies = 0
+        self.requests_sent = 0
+        self.close_reason: BaseException | None = None
+        self._loop = asyncio.get_running_loop()
+        self._reader = FrameReader(max_frame)
+        self._transport: asyncio.Transport | None = None
+        self._pending: dict[int, asyncio.Future[Reply]] = {}
+        self._deadlines: list[tuple[float, int]] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
+        self._next_id = 0
+        self._out: list[bytes | bytearray] = []
+        self._flush_scheduled = False
+        self._handshake: asyncio.Future[HandshakeAccepted | HandshakeRejected] | None = None
+        self._closed = self._loop.create_future()
+        self._on_topology = on_topology
+        self._on_lost = on_lost
+
+    # -- opening ---------------------------------------------------------------------------------
+
+    @classmethod
+    async def open(cls, host: str, port: int, *, username: str | None = None, password: str | None = None,
+                   connect_timeout: float = 5.0, request_timeout: float = 10.0,
+                   ssl: Any = None, **kwargs: Any) -> Connection:
+        """Connect and handshake, falling back to an older protocol version the node proposes."""
+        version = LATEST
+        while True:
+            conn = cls(host, port, request_timeout=request_timeout, **kwargs)
+            conn.version = version
+            try:
+                reply = await conn._connect_and_handshake(username, password, connect_timeout, ssl)
+            except BaseException:
+                conn.abort()
+                raise
+            if isinstance(reply, HandshakeAccepted):
+                conn._accept(reply)
+                return conn
+            conn.abort()
+            proposed = ProtocolVersion(*reply.server_version)
+            if reply.code == _AUTH_FAILED:
+                raise AuthenticationError(f"ignite {host}:{port}: authentication failed: {reply.message}",
+                                          server_version=tuple(proposed), code=reply.code)
+            if proposed in SUPPORTED and proposed < version:
+                version = proposed
+                continue
+            raise HandshakeError(
+                f"ignite {host}:{port}: handshake refused at protocol {_text(version)}: {reply.message}",
+                server_version=tuple(proposed), code=reply.code)
+
+    async def _connect_and_handshake(self, username: str | None, password: str | None,
+                                     timeout: float, ssl: Any) -> HandshakeAccepted | HandshakeRejected:
+        where = f"ignite {self.host}:{self.port}"
+        try:
+            async with asyncio.timeout(timeout):
+                await self._loop.create_connection(lambda: self, self.host, self.port, ssl=ssl)
+                self.state = State.HANDSHAKING
+                self._handshake = self._loop.create_future()
+                features = CLIENT_FEATURES if self.version >= ProtocolVersion(1, 7, 0) else None
+                assert self._transport is not None
+                self._transport.write(encode_handshake(self.version, features, username, password))
+                return await self._handshake
+        except TimeoutError:
+            raise IgniteTimeout(f"{where}: no connection and handshake within {timeout:g} s") from None
+        except OSError as exc:
+            raise IgniteConnectionError(f"{where}: {exc.strerror or exc}") from exc
+
+    def _accept(self, reply: HandshakeAccepted) -> None:
+        self.features = features_intersection(CLIENT_FEATURES, reply.features) if reply.features else b""
+        self.node_id = reply.node_id
+        self.state = State.READY
+
+    def has(self, feature: Feature) -> bool:
+        return has_feature(self.features, feature)
+
+    # -- asyncio.Protocol --------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            frames = self._reader.feed(data)
+            if self.state is State.HANDSHAKING:
+                if not frames:
+                    return
+                first, frames = frames[0], frames[1:]
+                reply = decode_handshake_reply(first, self.version)
+                if self._handshake is not None and not self._handshake.done():
+                    self._handshake.set_result(reply)
+                if frames:
+                    raise RemoteProtocolError("the node sent frames before the handshake completed")
+                return
+            for frame in frames:
+                self._dispatch(frame)
+        except ProtocolError as exc:
+            self._fail(exc)
+
+    def _dispatch(self, frame: memoryview) -> None:
+        header = parse_response(frame, self.version)
+        flags = header.flags
+        if flags & ResponseFlag.NOTIFICATION:
+            return  # no listeners yet: notifications are only produced for ops this client never sends
+        if flags & ResponseFlag.AFFINITY_TOPOLOGY_CHANGED and self._on_topology and header.topology:
+            self._on_topology(header.topology)
+        fut = self._pending.pop(header.request_id, None)
+        if fut is None or fut.done():
+            self.late_replies += 1
+            return
+        if header.status:
+            fut.set_exception(server_error(header.status, header.error_message or "(no message)"))
+        else:
+            fut.set_result(Reply(header, frame))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        where = f"ignite {self.host}:{self.port}"
+        reason = self.close_reason or IgniteConnectionError(
+            f"{where}: connection lost" + (f" ({exc})" if exc else ""))
+        self._shutdown(reason)
+        if self._handshake is not None and not self._handshake.done():
+            self._handshake.set_exception(IgniteConnectionError(
+                f"{where}: the node closed the connection during the handshake"
+                " (is this a thin-client port, and does it expect TLS?)"))
+
+    # -- requests ----------------------------------------------------------------------------------
+
+    def send(self, buf: bytearray, timeout: float | None = None) -> tuple[int, asyncio.Future[Reply]]:
+        """Queue a request built with ``new_request``; its id and the future of its reply."""
+        if self.state is not State.READY:
+            raise self._closed_error()
+        self._next_id += 1
+        rid = self._next_id
+        _LENGTH.pack_into(buf, 0, len(buf) - 4)
+        _REQUEST_ID.pack_into(buf, 6, rid)
+        fut: asyncio.Future[Reply] = self._loop.create_future()
+        self._pending[rid] = fut
+        self._out.append(buf)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+        deadline = time.monotonic() + (self.request_timeout if timeout is None else timeout)
+        heapq.heappush(self._deadlines, (deadline, rid))
+        if self._timer is None or deadline < self._timer_at:
+            self._arm(deadline)
+        self.requests_sent += 1
+        return rid, fut
+
+    async def request(self, buf: bytearray, timeout: float | None = None) -> Reply:
+        """Send a request and wait for its reply (server errors raise ``ServerError``).
+
+        Cancelled, the request leaves the pending table at once: its reply, if
+        it still comes, is counted in ``late_replies`` and dropped.
+        """
+        rid, fut = self.send(buf, timeout)
+        try:
+            return await fut
+        except asyncio.CancelledError:
+            self._pending.pop(rid, None)
+            raise
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        out, self._out = self._out, []
+        if self._transport is None or self.state is State.CLOSED or not out:
+            return
+        self._transport.write(out[0] if len(out) == 1 else b"".join(out))
+
+    def _arm(self, when: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = when
+        self._timer = self._loop.call_at(self._loop.time() + max(0.0, when - time.monotonic()), self._expire)
+
+    def _expire(self) -> None:
+        self._timer = None
+        now = time.monotonic()
+        heap = self._deadlines
+        while heap and heap[0][0] <= now:
+            _, rid = heapq.heappop(heap)
+            fut = self._pending.pop(rid, None)
+            if fut is not None and not fut.done():
+                fut.set_exception(IgniteTimeout(
+                    f"ignite {self.host}:{self.port}: no reply within the request deadline"))
+        while heap and heap[0][1] not in self._pending:
+            heapq.heappop(heap)
+        if heap:
+            self._arm(heap[0][0])
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._pending)
+
+    # -- closing -----------------------------------------------------------------------------------
+
+    def _closed_error(self) -> IgniteError:
+        if isinstance(self.close_reason, IgniteError):
+            return type(self.close_reason)(str(self.close_reason))
+        return IgniteConnectionError(f"ignite {self.host}:{self.port}: connection is closed")
+
+    def _fail(self, exc: IgniteError) -> None:
+        """A desync: fail everything with ``exc`` and drop the socket."""
+        self.close_reason = exc
+        if self._handshake is not None and not self._handshake.done():
+            self._handshake.set_exception(exc)
+        self._shutdown(exc)
+        if self._transport is not None:
+            self._transport.abort()
+
+    def _shutdown(self, reason: BaseException) -> None:
+        if self.state is State.CLOSED:
+            return
+        self.state = State.CLOSED
+        if self.close_reason is None:
+            self.close_reason = reason
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        pending, self._pending = self._pending, {}
+        self._deadlines.clear()
+        for fut in pending.values():
+            if not fut.done():
+                fut.set_exception(reason if isinstance(reason, IgniteError) else IgniteConnectionError(str(reason)))
+        if not self._closed.done():
+            self._closed.set_result(None)
+        if self._on_lost is not None:
+            self._on_lost(self, reason)
+
+    def abort(self) -> None:
+        """Drop the socket now, failing whatever is pending."""
+        self._shutdown(IgniteConnectionError(f"ignite {self.host}:{self.port}: connection closed by client"))
+        if self._transport is not None:
+            self._transport.abort()
+
+    async def aclose(self) -> None:
+        """Close the socket, failing whatever is still pending, and wait until it is gone."""
+        if self._transport is None:
+            self._shutdown(IgniteConnectionError(f"ignite {self.host}:{self.port}: closed"))
+            return
+        self.close_reason = self.close_reason or IgniteConnectionError(
+            f"ignite {self.host}:{self.port}: connection closed by client")
+        self._transport.close()
+        await asyncio.shield(self._closed)
+
+
+def _text(v: ProtocolVersion) -> str:
+    return f"{v[0]}.{v[1]}.{v[2]}"

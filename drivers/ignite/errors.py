@@ -1,0 +1,121 @@
+"""Errors raised by the Ignite thin client.
+
+    DriverError                                  (drivers.errors)
+    └── IgniteError
+        ├── IgniteConnectionError                (BackendUnavailable) socket refused, reset, closed
+        │   └── HandshakeError                   the node refused the handshake
+        │       └── AuthenticationError          bad credentials (server code 2000)
+        ├── IgniteTimeout                        (BackendTimeout, TimeoutError) connect/handshake/request deadline
+        ├── ProtocolError                        the two sides disagree about the bytes
+        │   ├── LocalProtocolError               we were asked to send something we cannot encode
+        │   └── RemoteProtocolError              the peer sent garbage, a truncated or oversized frame
+        └── ServerError                          (BackendError) the node answered with a non-zero status
+            ├── CacheDoesNotExist     1000
+            ├── CacheExists           1001
+            ├── TooManyCursors        1010
+            ├── ResourceDoesNotExist  1011
+            ├── SecurityViolation     1012
+            ├── TxLimitExceeded       1020
+            └── TxNotFound            1021
+
+This module imports only the standard library and ``drivers.errors``; the
+sans-I/O protocol and codec packages raise from it.
+"""
+
+from __future__ import annotations
+
+from drivers.errors import BackendError, BackendTimeout, BackendUnavailable, DriverError
+
+
+class IgniteError(DriverError):
+    """Root of every error raised by the Ignite client."""
+
+    backend = "ignite"
+
+
+class IgniteConnectionError(IgniteError, BackendUnavailable):
+    """The node could not be reached, or the connection to it was lost."""
+
+
+class HandshakeError(IgniteConnectionError):
+    """The node refused the handshake (version, or credentials)."""
+
+    def __init__(self, message: str, *, server_version: tuple[int, int, int] | None = None,
+                 code: int | None = None) -> None:
+        super().__init__(message)
+        self.server_version = server_version
+        self.code = code
+
+
+class AuthenticationError(HandshakeError):
+    """The node rejected the username or password (server code 2000)."""
+
+
+class IgniteTimeout(IgniteError, BackendTimeout):
+    """A connect, handshake or request deadline passed."""
+
+
+class ProtocolError(IgniteError):
+    """The client and the node disagree about the bytes on the wire."""
+
+
+class LocalProtocolError(ProtocolError, ValueError):
+    """The caller asked for something that cannot be encoded (a local mistake)."""
+
+
+class RemoteProtocolError(ProtocolError):
+    """The peer sent bytes that do not parse: garbage, truncated or oversized frames."""
+
+
+class ServerError(IgniteError, BackendError):
+    """The node answered a request with a non-zero status code."""
+
+    status: int = 1
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        if status is not None:
+            self.status = status
+
+    def __str__(self) -> str:
+        return f"{self.args[0]} (status {self.status})"
+
+
+class CacheDoesNotExist(ServerError):
+    status = 1000
+
+
+class CacheExists(ServerError):
+    status = 1001
+
+
+class TooManyCursors(ServerError):
+    status = 1010
+
+
+class ResourceDoesNotExist(ServerError):
+    status = 1011
+
+
+class SecurityViolation(ServerError):
+    status = 1012
+
+
+class TxLimitExceeded(ServerError):
+    status = 1020
+
+
+class TxNotFound(ServerError):
+    status = 1021
+
+
+_BY_STATUS: dict[int, type[ServerError]] = {
+    cls.status: cls
+    for cls in (CacheDoesNotExist, CacheExists, TooManyCursors, ResourceDoesNotExist,
+                SecurityViolation, TxLimitExceeded, TxNotFound)
+}
+
+
+def server_error(status: int, message: str) -> ServerError:
+    """The ``ServerError`` subclass for a status code, carrying the server's message."""
+    return _BY_STATUS.get(status, ServerError)(message, status)

@@ -1,0 +1,62 @@
+"""MongoDB through PyMongo's native ``AsyncMongoClient`` (no thread pool, unlike Motor)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pymongo import AsyncMongoClient
+from pymongo import errors as merr
+from pymongo.asynchronous.database import AsyncDatabase
+
+from drivers.base import LifecycleMixin, converted
+from drivers.errors import BackendError, BackendTimeout, BackendUnavailable, DriverError
+
+
+def _convert(exc: BaseException) -> DriverError | None:
+    if isinstance(exc, merr.ServerSelectionTimeoutError):
+        return BackendUnavailable(f"mongo: no server reachable ({exc})", backend="mongo")
+    if isinstance(exc, merr.NetworkTimeout | merr.ExecutionTimeout | merr.WTimeoutError | TimeoutError):
+        return BackendTimeout(f"mongo: deadline passed ({exc})", backend="mongo")
+    if isinstance(exc, merr.ConnectionFailure | OSError):
+        return BackendUnavailable(f"mongo: {exc}", backend="mongo")
+    if isinstance(exc, merr.PyMongoError):
+        return BackendError(f"mongo: {exc}", backend="mongo")
+    return None
+
+
+class MongoClient(LifecycleMixin):
+    """One AsyncMongoClient for the process; ``.db`` is the application database."""
+
+    name = "mongo"
+
+    def __init__(self, *, host: str, port: int, database: str, pool_max: int = 50,
+                 server_selection_timeout_s: float = 2.0, connect_timeout_s: float = 2.0,
+                 socket_timeout_s: float = 10.0) -> None:
+        self.address = f"{host}:{port}"
+        self._client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+            host, port, directConnection=True, maxPoolSize=pool_max,
+            serverSelectionTimeoutMS=int(server_selection_timeout_s * 1000),
+            connectTimeoutMS=int(connect_timeout_s * 1000),
+            socketTimeoutMS=int(socket_timeout_s * 1000), connect=False,
+        )
+        self.db: AsyncDatabase[dict[str, Any]] = self._client[database]
+        self._started = False
+
+    async def start(self) -> None:
+        await self.ping()
+        self._started = True
+
+    async def aclose(self) -> None:
+        self._started = False
+        await self._client.close()
+
+    async def _ping(self) -> None:
+        with converted(_convert):
+            await self._client.admin.command("ping")
+
+    def convert_errors(self) -> Any:
+        """A context manager that turns PyMongo errors into DriverErrors."""
+        return converted(_convert)
+
+    def stats(self) -> dict[str, Any]:
+        return {"address": self.address, "started": self._started}
