@@ -24,7 +24,7 @@ class ReadyHandler(BaseHandler):
             return
         ok, report = await self.ctx.readiness(self.ctx.settings.server.readiness_timeout_s)
         failed = sorted(name for name, r in report.items() if not r["ok"])
-        body = {"status": "ready" if ok else "unavailable", "backends": report}
+        body: dict[str, object] = {"status": "ready" if ok else "unavailable", "backends": report}
         if failed:
             body["failed"] = failed
         self.write_json(body, 200 if ok else 503)

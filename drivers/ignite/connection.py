@@ -45,7 +45,7 @@ from drivers.ignite.protocol.constants import (
     features_intersection,
     has_feature,
 )
-from drivers.ignite.protocol.framing import FrameReader, ResponseHeader, parse_response
+from drivers.ignite.protocol.framing import FrameReader, ResponseHeader, begin_request, parse_response
 from drivers.ignite.protocol.handshake import (
     HandshakeAccepted,
     HandshakeRejected,
@@ -56,10 +56,8 @@ from drivers.ignite.protocol.handshake import (
 LATEST = ProtocolVersion(1, 7, 0)
 SUPPORTED = frozenset({ProtocolVersion(1, v, 0) for v in range(8)})
 _AUTH_FAILED = 2000
-_REQUEST_HEADER = struct.Struct("<ihq")  # length, op code, request id
 _LENGTH = struct.Struct("<i")
-_REQUEST_ID = struct.Struct("<q")
-REQUEST_HEADER_SIZE = _REQUEST_HEADER.size
+_REQUEST_ID = struct.Struct("<q")  # at offset 6, after the length and the op code
 
 
 class State(enum.Enum):
@@ -79,9 +77,7 @@ class Reply:
 
 def new_request(op_code: int) -> bytearray:
     """A request buffer with its header reserved; append the payload, then ``Connection.send``."""
-    buf = bytearray(REQUEST_HEADER_SIZE)
-    _REQUEST_HEADER.pack_into(buf, 0, 0, op_code, 0)
-    return buf
+    return begin_request(op_code, 0)
 
 
 class Connection(asyncio.Protocol):
@@ -138,13 +134,13 @@ class Connection(asyncio.Protocol):
             proposed = ProtocolVersion(*reply.server_version)
             if reply.code == _AUTH_FAILED:
                 raise AuthenticationError(f"ignite {host}:{port}: authentication failed: {reply.message}",
-                                          server_version=tuple(proposed), code=reply.code)
+                                          server_version=(proposed[0], proposed[1], proposed[2]), code=reply.code)
             if proposed in SUPPORTED and proposed < version:
                 version = proposed
                 continue
             raise HandshakeError(
                 f"ignite {host}:{port}: handshake refused at protocol {_text(version)}: {reply.message}",
-                server_version=tuple(proposed), code=reply.code)
+                server_version=(proposed[0], proposed[1], proposed[2]), code=reply.code)
 
     async def _connect_and_handshake(self, username: str | None, password: str | None,
                                      timeout: float, ssl: Any) -> HandshakeAccepted | HandshakeRejected:

@@ -92,7 +92,7 @@ class BinaryObject:
     id and fields are equal; hashes by its Java hash so it can be a dict key.
     """
 
-    __slots__ = ("type_id", "type_name", "fields", "java_hash_code", "raw")
+    __slots__ = ("fields", "java_hash_code", "raw", "type_id", "type_name")
 
     def __init__(self, type_name: str | None = None, fields: Mapping[str, Any] | None = None, *,
                  type_id: int | None = None, java_hash_code: int | None = None,
@@ -161,8 +161,18 @@ def _coercer(tp: Any) -> Callable[[Any], Any] | None:
 class ClassInfo:
     """How a registered Python class is written and read: precomputed once per class."""
 
-    __slots__ = ("cls", "type_id", "type_name", "names", "coercers", "field_ids", "schema_id",
-                 "index_by_id", "meta", "is_dataclass")
+    __slots__ = (
+        "cls",
+        "coercers",
+        "field_ids",
+        "index_by_id",
+        "is_dataclass",
+        "meta",
+        "names",
+        "schema_id",
+        "type_id",
+        "type_name",
+    )
 
     def __init__(self, cls: type, type_name: str, names: tuple[str, ...],
                  coercers: tuple[Callable[[Any], Any] | None, ...], meta: BinaryType) -> None:
@@ -300,7 +310,7 @@ class BinaryTypeRegistry:
                 obj.type_id, obj.type_name or self._types[obj.type_id].type_name, None,
                 tuple(BinaryField(n, field_type_code(type(v)) if v is not None
                                   else TypeCode.COMPLEX_OBJ, fid)
-                      for (n, v), fid in zip(obj.fields.items(), ids)),
+                      for (n, v), fid in zip(obj.fields.items(), ids, strict=False)),
                 schemas=((sid, ids),) if ids else ())
             self.register_type(meta, sent=False)
         return ids, sid

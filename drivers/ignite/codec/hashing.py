@@ -31,7 +31,7 @@ _MASK32 = 0xFFFFFFFF
 _MASK64 = 0xFFFFFFFFFFFFFFFF
 _FNV_OFFSET = 0x811C9DC5
 _FNV_PRIME = 0x01000193
-_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 _DAY_MS = 86_400_000
 
 # _POW31[k] == 31**k mod 2**32, grown on demand; polynomial hashes become one
@@ -154,9 +154,9 @@ def float_hash(v: float) -> int:
     if math.isnan(v):
         return 0x7FC00000
     try:
-        return struct.unpack("<i", struct.pack("<f", v))[0]
+        return int(struct.unpack("<i", struct.pack("<f", v))[0])
     except OverflowError:
-        return struct.unpack("<i", struct.pack("<f", math.copysign(math.inf, v)))[0]
+        return int(struct.unpack("<i", struct.pack("<f", math.copysign(math.inf, v)))[0])
 
 
 def uuid_hash(u: uuid.UUID) -> int:
@@ -186,7 +186,7 @@ def decimal_hash(d: decimal.Decimal) -> int:
 def _epoch_ms(value: datetime.datetime | datetime.date | datetime.time) -> int:
     if isinstance(value, datetime.datetime):
         if value.tzinfo is None:
-            value = value.replace(tzinfo=datetime.timezone.utc)
+            value = value.replace(tzinfo=datetime.UTC)
         delta = value - _EPOCH
         return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
     if isinstance(value, datetime.date):

@@ -23,8 +23,19 @@ from drivers.ignite.codec import hashing
 from drivers.ignite.codec.typecodes import OBJECT_TYPE_ID, CollectionKind, MapKind, TypeCode
 from drivers.ignite.errors import LocalProtocolError
 
-_UTC = datetime.timezone.utc
+_UTC = datetime.UTC
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=_UTC)
+
+
+def _slots(cls: type) -> tuple[str, ...]:
+    got = _SLOTS.get(cls)
+    if got is None:
+        got = _SLOTS[cls] = tuple(
+            s for c in reversed(cls.__mro__) for s in c.__dict__.get("__slots__", ()))
+    return got
+
+
+_SLOTS: dict[type, tuple[str, ...]] = {}
 
 
 class Hint:
@@ -34,7 +45,7 @@ class Hint:
     code: ClassVar[int] = 0
 
     def _key(self) -> tuple[Any, ...]:
-        return tuple(getattr(self, s) for s in self.__slots__)
+        return tuple(getattr(self, s) for s in _slots(type(self)))
 
     def __eq__(self, other: object) -> bool:
         return type(self) is type(other) and self._key() == other._key()  # type: ignore[attr-defined]
@@ -211,7 +222,7 @@ class Time(Hint):
 class Enum(Hint):
     """A Java enum constant (type code 28) by binary type id and ordinal."""
 
-    __slots__ = ("type_id", "ordinal")
+    __slots__ = ("ordinal", "type_id")
     code = TypeCode.ENUM
 
     def __init__(self, type_id: int, ordinal: int) -> None:
@@ -316,7 +327,7 @@ class DecimalArray(_Array):
 class EnumArray(Hint):
     """Java enum array (type code 29): element type id and ``Enum``/``BinaryEnum``/None items."""
 
-    __slots__ = ("type_id", "items")
+    __slots__ = ("items", "type_id")
     code = TypeCode.ENUM_ARR
 
     def __init__(self, type_id: int, items: Iterable[Enum | None]) -> None:
@@ -338,7 +349,7 @@ class ObjectArray(Hint):
 class Collection(Hint):
     """A Java collection (type code 24) of a given kind (``CollectionKind``)."""
 
-    __slots__ = ("kind", "items")
+    __slots__ = ("items", "kind")
     code = TypeCode.COLLECTION
 
     def __init__(self, kind: int, items: Iterable[Any]) -> None:
@@ -363,7 +374,7 @@ class Map(Hint):
 class WrappedObject(Hint):
     """A wrapped binary object (type code 27): raw object bytes and the offset of the value in them."""
 
-    __slots__ = ("payload", "offset")
+    __slots__ = ("offset", "payload")
     code = TypeCode.BINARY_OBJ
 
     def __init__(self, payload: bytes, offset: int = 0) -> None:
@@ -382,9 +393,37 @@ ARRAY_HINTS: tuple[type[_Array], ...] = (
     StringArray, UUIDArray, DateArray, TimestampArray, TimeArray, DecimalArray)
 
 __all__ = [
-    "Hint", "Byte", "Short", "Int", "Long", "Float", "Double", "Char", "Date", "Timestamp", "Time",
-    "Enum", "BinaryEnum", "ByteArray", "ShortArray", "IntArray", "LongArray", "FloatArray",
-    "DoubleArray", "CharArray", "BoolArray", "StringArray", "UUIDArray", "DateArray",
-    "TimestampArray", "TimeArray", "DecimalArray", "EnumArray", "ObjectArray", "Collection",
-    "Map", "WrappedObject", "datetime_to_ms",
+    "BinaryEnum",
+    "BoolArray",
+    "Byte",
+    "ByteArray",
+    "Char",
+    "CharArray",
+    "Collection",
+    "Date",
+    "DateArray",
+    "DecimalArray",
+    "Double",
+    "DoubleArray",
+    "Enum",
+    "EnumArray",
+    "Float",
+    "FloatArray",
+    "Hint",
+    "Int",
+    "IntArray",
+    "Long",
+    "LongArray",
+    "Map",
+    "ObjectArray",
+    "Short",
+    "ShortArray",
+    "StringArray",
+    "Time",
+    "TimeArray",
+    "Timestamp",
+    "TimestampArray",
+    "UUIDArray",
+    "WrappedObject",
+    "datetime_to_ms",
 ]

@@ -225,6 +225,8 @@ def _w_htime(buf: bytearray, v: hints.Time, r: BinaryTypeRegistry) -> None:
 
 
 def _w_enum(buf: bytearray, v: hints.Enum, r: BinaryTypeRegistry) -> None:
+    if v.type_id == 0:
+        raise LocalProtocolError(f"{v!r}: type id 0 (unregistered class) cannot be written")
     buf += _CODE_ID_ORD.pack(v.code, v.type_id, v.ordinal)
 
 
@@ -296,6 +298,8 @@ def _w_time_item(buf: bytearray, x: Any, r: BinaryTypeRegistry) -> None:
 
 
 def _w_enum_array(buf: bytearray, v: hints.EnumArray, r: BinaryTypeRegistry) -> None:
+    if v.type_id == 0:
+        raise LocalProtocolError("EnumArray type id 0 (unregistered class) cannot be written")
     buf += _CODE_ID_LEN.pack(TypeCode.ENUM_ARR, v.type_id, len(v.items))
     for x in v.items:
         if x is None:
@@ -368,7 +372,7 @@ def _footer_struct(n: int, off_fmt: str, compact: bool) -> struct.Struct:
 
 
 def write_object(buf: bytearray, type_id: int, field_ids: tuple[int, ...], schema_id: int,
-                 values: list[Any] | tuple[Any, ...], registry: BinaryTypeRegistry) -> None:
+                 values: list[Any] | tuple[Any, ...], *, registry: BinaryTypeRegistry) -> None:
     """Append a complex object of ``type_id`` with these field values (in ``field_ids`` order)."""
     start = len(buf)
     buf += bytes(HEADER_SIZE)
@@ -395,7 +399,7 @@ def write_object(buf: bytearray, type_id: int, field_ids: tuple[int, ...], schem
             buf += footer.pack(*offsets)
         else:
             flat: list[int] = []
-            for fid, off in zip(field_ids, offsets):
+            for fid, off in zip(field_ids, offsets, strict=False):
                 flat += (fid, off)
             buf += footer.pack(*flat)
         schema_off = data_end - start
@@ -415,18 +419,18 @@ def _class_writer(info: ClassInfo) -> Writer:
 
     def w(buf: bytearray, v: Any, r: BinaryTypeRegistry) -> None:
         values = []
-        for name, co in zip(names, coercers):
+        for name, co in zip(names, coercers, strict=False):
             x = getattr(v, name)
             if co is not None and x is not None and type(x) is not co:
                 x = co(x)
             values.append(x)
-        write_object(buf, tid, fids, sid, values, r)
+        write_object(buf, tid, fids, sid, values, registry=r)
     return w
 
 
 def _w_binary_object(buf: bytearray, v: BinaryObject, r: BinaryTypeRegistry) -> None:
     ids, sid = r.note_generic(v)
-    write_object(buf, v.type_id, ids, sid, list(v.fields.values()), r)
+    write_object(buf, v.type_id, ids, sid, list(v.fields.values()), registry=r)
 
 
 def _w_py_enum(buf: bytearray, v: enum.Enum, r: BinaryTypeRegistry) -> None:
@@ -510,4 +514,4 @@ _SUBCLASS_WRITERS: tuple[tuple[type, Writer], ...] = (
     (frozenset, _w_set),
 )
 
-__all__ = ["write_value", "write_object"]
+__all__ = ["write_object", "write_value"]

@@ -196,7 +196,7 @@ CLIENT_FEATURES: bytes = features_mask(
 
 def features_intersection(a: bytes, b: bytes) -> bytes:
     """The features both masks have (trailing zero bytes kept to the shorter length)."""
-    return bytes(x & y for x, y in zip(a, b))
+    return bytes(x & y for x, y in zip(a, b, strict=False))
 
 
 def has_feature(mask: bytes, f: Feature | int) -> bool:

@@ -186,8 +186,13 @@ public final class IgniteNode {
         catch (Throwable t) {
             if (stopRequested.get())
                 return; // Interrupted by SIGTERM/SIGINT during start: the hook handles it.
-            System.err.println("ignite-node: failed to start node " + opts.name + ": " + t);
             t.printStackTrace(System.err);
+            // One line at the end that names the real cause (e.g. "Address already in use").
+            StringBuilder chain = new StringBuilder();
+            for (Throwable c = t; c != null; c = c.getCause() == c ? null : c.getCause())
+                chain.append(chain.length() == 0 ? "" : " <- ").append(c.getClass().getSimpleName())
+                    .append(": ").append(c.getMessage());
+            System.err.println("ignite-node: failed to start node " + opts.name + ": " + chain);
             Runtime.getRuntime().halt(1);
             return;
         }
@@ -222,8 +227,8 @@ public final class IgniteNode {
         // A test stack wants nodes that join or leave to become data nodes at once,
         // as without persistence, instead of waiting for a manual baseline change.
         if (!ignite.cluster().isBaselineAutoAdjustEnabled() || ignite.cluster().baselineAutoAdjustTimeout() != 0) {
-            ignite.cluster().baselineAutoAdjustEnabled(true);
             ignite.cluster().baselineAutoAdjustTimeout(0);
+            ignite.cluster().baselineAutoAdjustEnabled(true);
         }
     }
 
@@ -354,6 +359,9 @@ public final class IgniteNode {
         Options o = new Options();
         Map<String, String> seen = new LinkedHashMap<>();
         List<String> flags = Arrays.asList("--persistence", "--auth", "--ssl-client-auth", "--help", "-h");
+        List<String> valued = Arrays.asList("--name", "--work-dir", "--client-port", "--discovery-port",
+            "--discovery-addresses", "--communication-port", "--region-mb", "--ssl-keystore", "--ssl-truststore",
+            "--ssl-password", "--idle-timeout-ms", "--failure-detection-ms");
 
         for (int i = 0; i < args.length; i++) {
             String arg = args[i];
@@ -370,8 +378,9 @@ public final class IgniteNode {
                 seen.put(key, "true");
                 continue;
             }
-            if (!key.startsWith("--"))
-                throw new IllegalArgumentException("unexpected argument: " + arg);
+            if (!valued.contains(key))
+                throw new IllegalArgumentException(key.startsWith("-") ? "unknown option: " + key
+                    : "unexpected argument: " + arg);
             if (val == null) {
                 if (i + 1 >= args.length)
                     throw new IllegalArgumentException(key + " needs a value");

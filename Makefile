@@ -1,0 +1,38 @@
+# Two commands matter: `make run` and `make test`.  Each does whatever setup is missing.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+IGNITE_NODES ?= 1
+
+.PHONY: run test setup stack stack-down lint typecheck unit bench clean
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $@
+
+setup: $(VENV)/.installed
+
+stack: setup
+	$(PY) -m app stack up --ignite-nodes $(IGNITE_NODES)
+
+stack-down: setup
+	$(PY) -m app stack down
+
+run: stack
+	$(PY) -m app serve
+
+lint: setup
+	$(VENV)/bin/ruff check app drivers tests bench
+
+typecheck: setup
+	$(VENV)/bin/mypy
+
+# pytest exits 5 when it collected no test: that is a broken setup, not a pass.
+test: lint typecheck stack
+	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests"; exit 1; fi; exit $$rc
+
+clean: stack-down
+	rm -rf .stack

@@ -1,0 +1,231 @@
+"""Key-value operations on one cache.  A ``Cache`` is a cheap handle: making one does no I/O."""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from drivers.ignite.codec import BinaryTypeRegistry, write_value
+from drivers.ignite.codec.hashing import string_hash
+from drivers.ignite.connection import new_request
+from drivers.ignite.cursors import ScanCursor
+from drivers.ignite.errors import LocalProtocolError
+from drivers.ignite.protocol.cache_config import CacheConfig, decode_cache_config
+from drivers.ignite.protocol.constants import OpCode
+from drivers.ignite.protocol.messages import (
+    cache_header,
+    decode_bool,
+    decode_get_all,
+    decode_long,
+    decode_value,
+)
+from drivers.ignite.protocol.wire import I32, pack
+
+if TYPE_CHECKING:
+    from drivers.ignite.client import Client
+
+Decoder = Callable[[memoryview, int, BinaryTypeRegistry], Any]
+
+# TTL sentinels of the protocol, in milliseconds.
+ETERNAL = -1
+UNCHANGED = -2
+
+
+def _none(frame: memoryview, offset: int, registry: BinaryTypeRegistry) -> None:
+    return None
+
+
+def _bool(frame: memoryview, offset: int, registry: BinaryTypeRegistry) -> bool:
+    return decode_bool(frame, offset)
+
+
+def _long(frame: memoryview, offset: int, registry: BinaryTypeRegistry) -> int:
+    return decode_long(frame, offset)
+
+
+def _ttl_ms(value: int | float | datetime.timedelta | None) -> int:
+    """A TTL for the wire: None = unchanged, timedelta, or milliseconds (-1 eternal)."""
+    if value is None:
+        return UNCHANGED
+    if isinstance(value, datetime.timedelta):
+        return max(0, int(value.total_seconds() * 1000))
+    if isinstance(value, bool) or not isinstance(value, int | float) or (value < 0 and value not in (-1, -2)):
+        raise LocalProtocolError(f"an expiry TTL is a timedelta or milliseconds >= 0 (or -1, -2), not {value!r}")
+    return int(value)
+
+
+class PeekMode:
+    """Peek modes for ``get_size``: Java's ``CachePeekMode`` ordinals, as the node reads them."""
+
+    ALL = 0
+    NEAR = 1
+    PRIMARY = 2
+    BACKUP = 3
+    ONHEAP = 4
+    OFFHEAP = 5
+
+
+_PEEK_MODES = frozenset(range(6))
+
+
+class Cache:
+    """A named cache.  Keys and values follow the codec's Python <-> Java mapping."""
+
+    __slots__ = ("_client", "_expiry", "cache_id", "name")
+
+    def __init__(self, client: Client, name: str,
+                 expiry: tuple[int, int, int] | None = None) -> None:
+        self._client = client
+        self.name = name
+        self.cache_id = string_hash(name)
+        self._expiry = expiry
+
+    def __repr__(self) -> str:
+        return f"<Cache {self.name!r}>"
+
+    async def _call(self, op: int, decode: Decoder, *values: Any) -> Any:
+        buf = new_request(op)
+        cache_header(buf, self.cache_id, 0, self._expiry, self._client._tx_id())
+        registry = self._client.registry
+        for value in values:
+            write_value(buf, value, registry)
+        return await self._client._roundtrip(buf, decode)
+
+    async def _call_keys(self, op: int, decode: Decoder, keys: Iterable[Any]) -> Any:
+        buf = new_request(op)
+        cache_header(buf, self.cache_id, 0, self._expiry, self._client._tx_id())
+        count_at = len(buf)
+        buf += bytes(4)
+        registry, n = self._client.registry, 0
+        for key in keys:
+            write_value(buf, key, registry)
+            n += 1
+        I32.pack_into(buf, count_at, n)
+        return await self._client._roundtrip(buf, decode)
+
+    # -- reading -----------------------------------------------------------------------------
+
+    async def get(self, key: Any) -> Any:
+        """The value under ``key``, or None."""
+        return await self._call(OpCode.CACHE_GET, decode_value, key)
+
+    async def get_all(self, keys: Iterable[Any]) -> dict[Any, Any]:
+        """The values of the keys that exist, as a dict."""
+        return dict(await self._call_keys(OpCode.CACHE_GET_ALL, decode_get_all, keys))
+
+    async def contains_key(self, key: Any) -> bool:
+        return bool(await self._call(OpCode.CACHE_CONTAINS_KEY, _bool, key))
+
+    async def contains_keys(self, keys: Iterable[Any]) -> bool:
+        """True when every key exists."""
+        return bool(await self._call_keys(OpCode.CACHE_CONTAINS_KEYS, _bool, keys))
+
+    async def get_size(self, peek_modes: int | Iterable[int] | None = None) -> int:
+        """Number of entries (``PeekMode`` values; default: the node's default, primary entries)."""
+        modes = [] if peek_modes is None else [peek_modes] if isinstance(peek_modes, int) else list(peek_modes)
+        for mode in modes:
+            if mode not in _PEEK_MODES:
+                raise LocalProtocolError(f"unknown peek mode {mode!r}; use PeekMode.ALL, NEAR, PRIMARY, "
+                                         "BACKUP, ONHEAP or OFFHEAP")
+        buf = new_request(OpCode.CACHE_GET_SIZE)
+        cache_header(buf, self.cache_id, 0, None, self._client._tx_id())
+        buf += pack(I32, len(modes))
+        buf += bytes(modes)
+        return int(await self._client._roundtrip(buf, _long))
+
+    def scan(self, page_size: int = 1024, partitions: int = -1, local: bool = False) -> ScanCursor:
+        """An async iterator of (key, value) over the cache, fetched ``page_size`` at a time."""
+        return ScanCursor(self._client, self.cache_id, page_size=page_size, partition=partitions, local=local)
+
+    # -- writing -----------------------------------------------------------------------------
+
+    async def put(self, key: Any, value: Any) -> None:
+        await self._call(OpCode.CACHE_PUT, _none, key, value)
+
+    async def put_all(self, pairs: dict[Any, Any] | Iterable[tuple[Any, Any]]) -> None:
+        items = list(pairs.items() if isinstance(pairs, dict) else pairs)
+        buf = new_request(OpCode.CACHE_PUT_ALL)
+        cache_header(buf, self.cache_id, 0, self._expiry, self._client._tx_id())
+        buf += pack(I32, len(items))
+        registry = self._client.registry
+        for key, value in items:
+            write_value(buf, key, registry)
+            write_value(buf, value, registry)
+        await self._client._roundtrip(buf, _none)
+
+    async def get_and_put(self, key: Any, value: Any) -> Any:
+        """Put, returning the previous value (or None)."""
+        return await self._call(OpCode.CACHE_GET_AND_PUT, decode_value, key, value)
+
+    async def get_and_replace(self, key: Any, value: Any) -> Any:
+        """Replace an existing value, returning the previous one (None, and no write, if absent)."""
+        return await self._call(OpCode.CACHE_GET_AND_REPLACE, decode_value, key, value)
+
+    async def get_and_remove(self, key: Any) -> Any:
+        return await self._call(OpCode.CACHE_GET_AND_REMOVE, decode_value, key)
+
+    async def put_if_absent(self, key: Any, value: Any) -> bool:
+        """True when the value was stored (the key did not exist)."""
+        return bool(await self._call(OpCode.CACHE_PUT_IF_ABSENT, _bool, key, value))
+
+    async def get_and_put_if_absent(self, key: Any, value: Any) -> Any:
+        """The existing value, or None after storing ``value``."""
+        return await self._call(OpCode.CACHE_GET_AND_PUT_IF_ABSENT, decode_value, key, value)
+
+    async def replace(self, key: Any, value: Any) -> bool:
+        """True when an existing value was replaced."""
+        return bool(await self._call(OpCode.CACHE_REPLACE, _bool, key, value))
+
+    async def replace_if_equals(self, key: Any, expected: Any, value: Any) -> bool:
+        return bool(await self._call(OpCode.CACHE_REPLACE_IF_EQUALS, _bool, key, expected, value))
+
+    async def clear(self) -> None:
+        """Remove every entry without notifying listeners or writers."""
+        await self._call(OpCode.CACHE_CLEAR, _none)
+
+    async def clear_key(self, key: Any) -> None:
+        await self._call(OpCode.CACHE_CLEAR_KEY, _none, key)
+
+    async def clear_keys(self, keys: Iterable[Any]) -> None:
+        await self._call_keys(OpCode.CACHE_CLEAR_KEYS, _none, keys)
+
+    async def remove_key(self, key: Any) -> bool:
+        """True when the key existed."""
+        return bool(await self._call(OpCode.CACHE_REMOVE_KEY, _bool, key))
+
+    async def remove_if_equals(self, key: Any, expected: Any) -> bool:
+        return bool(await self._call(OpCode.CACHE_REMOVE_IF_EQUALS, _bool, key, expected))
+
+    async def remove_keys(self, keys: Iterable[Any]) -> None:
+        await self._call_keys(OpCode.CACHE_REMOVE_KEYS, _none, keys)
+
+    async def remove_all(self) -> None:
+        await self._call(OpCode.CACHE_REMOVE_ALL, _none)
+
+    # -- the cache itself --------------------------------------------------------------------
+
+    def with_expire_policy(self, *, create: int | float | datetime.timedelta | None = None,
+                           update: int | float | datetime.timedelta | None = None,
+                           access: int | float | datetime.timedelta | None = None) -> Cache:
+        """A view of this cache whose writes carry TTLs (ms or timedelta; None = unchanged)."""
+        return Cache(self._client, self.name, (_ttl_ms(create), _ttl_ms(update), _ttl_ms(access)))
+
+    async def settings(self) -> CacheConfig:
+        """The cache's configuration as the node reports it."""
+        buf = new_request(OpCode.CACHE_GET_CONFIGURATION)
+        cache_header(buf, self.cache_id, 0)
+        version = self._client.protocol_version
+
+        def decode(frame: memoryview, offset: int, registry: BinaryTypeRegistry) -> CacheConfig:
+            return decode_cache_config(frame, offset, version, registry)
+
+        result: CacheConfig = await self._client._roundtrip(buf, decode)
+        return result
+
+    async def destroy(self) -> None:
+        """Destroy the cache and its data on the cluster."""
+        buf = new_request(OpCode.CACHE_DESTROY)
+        buf += pack(I32, self.cache_id)
+        await self._client._roundtrip(buf, _none)
+

@@ -1,0 +1,91 @@
+"""Shared fixtures: the real local stack, settings, and a running server process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from app.settings import Settings, load_settings
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_app(*args: str, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """``python -m app ARGS`` in a child process, output captured."""
+    return subprocess.run([sys.executable, "-m", "app", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, **(env or {})}, check=False)
+
+
+@pytest.fixture(scope="session")
+def stack() -> None:
+    """The local stack is up (started here if `make test` did not already)."""
+    done = run_app("stack", "up")
+    if done.returncode != 0:
+        pytest.fail(f"the local stack did not come up:\n{done.stdout}\n{done.stderr}")
+
+
+@pytest.fixture(scope="session")
+def settings(stack: None) -> Settings:
+    return load_settings()
+
+
+class ServerProcess:
+    """``python -m app serve`` as a child process on a free port."""
+
+    def __init__(self, port: int, proc: subprocess.Popen[str]) -> None:
+        self.port = port
+        self.proc = proc
+        self.url = f"http://127.0.0.1:{port}"
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                return self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        return self.proc.wait()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_server(*extra: str, env: dict[str, str] | None = None, wait: bool = True) -> ServerProcess:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "app", "serve", "--port", str(port), *extra], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, **(env or {})})
+    server = ServerProcess(port, proc)
+    if wait:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                err = proc.stderr.read() if proc.stderr else ""
+                raise RuntimeError(f"server exited {proc.returncode}: {err}")
+            try:
+                with urllib.request.urlopen(server.url + "/healthz", timeout=1):
+                    return server
+            except OSError:
+                time.sleep(0.1)
+        server.stop()
+        raise RuntimeError("server did not answer /healthz within 30 s")
+    return server
+
+
+@pytest.fixture
+def server(stack: None) -> Iterator[ServerProcess]:
+    srv = start_server()
+    yield srv
+    srv.stop()
