@@ -175,9 +175,9 @@ class Client(LifecycleMixin):
             if conn is None or conn.state is not State.READY:
                 conn = await self._connection()
         registry = self.registry
-        if registry.pending_types():
+        if registry.has_pending:
             await self._push_types(conn)
-        reply = await conn.request(buf, timeout)
+        reply = await conn.request(buf, self.timeout if timeout is None else timeout)
         frame, offset = reply.frame, reply.header.payload_offset
         for _ in range(_MAX_TYPE_ROUNDS):
             try:

@@ -156,6 +156,10 @@ class Connection(asyncio.Protocol):
                 return await self._handshake
         except TimeoutError:
             raise IgniteTimeout(f"{where}: no connection and handshake within {timeout:g} s") from None
+        except ProtocolError as exc:
+            raise IgniteConnectionError(
+                f"{where}: the reply to the handshake is not Ignite's ({exc}); is this a thin-client port?"
+            ) from exc
         except OSError as exc:
             raise IgniteConnectionError(f"{where}: {exc.strerror or exc}") from exc
 

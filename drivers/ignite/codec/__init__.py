@@ -54,12 +54,19 @@ from drivers.ignite.codec.binary import (
     BinaryTypeRegistry,
     UnknownBinaryTypes,
 )
-from drivers.ignite.codec.reader import ReadContext, read_string, read_value, read_values, read_with
+from drivers.ignite.codec.reader import (
+    ReadContext,
+    read_many,
+    read_string,
+    read_value,
+    read_values,
+    read_with,
+)
 from drivers.ignite.codec.typecodes import CollectionKind, MapKind, TypeCode
 from drivers.ignite.codec.writer import write_object, write_value
 
 __all__ = [
     "BinaryField", "BinaryObject", "BinaryType", "BinaryTypeRegistry", "CollectionKind",
-    "MapKind", "ReadContext", "TypeCode", "UnknownBinaryTypes", "read_string", "read_value",
+    "MapKind", "ReadContext", "TypeCode", "UnknownBinaryTypes", "read_many", "read_string", "read_value",
     "read_values", "read_with", "write_object", "write_value",
 ]

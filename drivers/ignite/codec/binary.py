@@ -20,8 +20,8 @@ Rules of this file:
   ``pending_types`` (send them with op 3003, then ``mark_sent``).
 * Python classes become binary types by ``register_class`` (dataclasses are
   registered on first use with defaults).  Field Java types come from the
-  annotations: a hint class (``Int``, ``Float`` ...) narrows the Java type,
-  plain ``int`` is a Java long, ``str`` a String, and so on.
+  annotations: ``Annotated[int, Int]`` (or a bare hint class, ``Int``) narrows
+  the Java type, plain ``int`` is a Java long, ``str`` a String, and so on.
 """
 
 from __future__ import annotations
@@ -112,7 +112,7 @@ class BinaryObject:
                 and self.fields == other.fields and self.raw == other.raw)
 
     def __hash__(self) -> int:
-        return hash((self.type_id, self.java_hash_code))
+        return hash(self.type_id)  # equal objects may differ in the stored Java hash
 
     def __repr__(self) -> str:
         return f"BinaryObject({self.type_name or self.type_id!r}, {self.fields!r})"
@@ -131,8 +131,22 @@ _FIELD_CODES: dict[Any, int] = {
 }
 
 
+def _hint_in(tp: Any) -> type[hints.Hint] | None:
+    """The hint class in ``Annotated[int, Int]`` (the mypy-friendly spelling), if any."""
+    if typing.get_origin(tp) is typing.Annotated:
+        for extra in tp.__metadata__:
+            if isinstance(extra, type) and issubclass(extra, hints.Hint):
+                return extra
+    return None
+
+
 def field_type_code(tp: Any) -> int:
     """Metadata type code for an annotation or a value's type (``Object``/103 when unsure)."""
+    hint = _hint_in(tp)
+    if hint is not None:
+        return hint.code
+    if typing.get_origin(tp) is typing.Annotated:
+        return field_type_code(tp.__origin__)
     code = _FIELD_CODES.get(tp)
     if code is not None:
         return code
@@ -149,6 +163,9 @@ def field_type_code(tp: Any) -> int:
 
 def _coercer(tp: Any) -> Callable[[Any], Any] | None:
     """For a number-hint annotation (``x: Int``), the hint class that wraps plain values."""
+    hint = _hint_in(tp)
+    if hint is not None:
+        return hint if issubclass(hint, hints._Number) else None
     origin = typing.get_origin(tp)
     if origin is typing.Union or origin is types.UnionType:
         args = [a for a in typing.get_args(tp) if a is not type(None)]
@@ -240,6 +257,11 @@ class BinaryTypeRegistry:
         """Field id -> name for a type, if its metadata is known."""
         return self._names.get(type_id)
 
+    @property
+    def has_pending(self) -> bool:
+        """Whether some metadata still has to be sent (cheap; checked before every request)."""
+        return bool(self._pending)
+
     def pending_types(self) -> list[BinaryType]:
         """Metadata the server has not been sent yet (send with op 3003)."""
         return [self._types[t] for t in sorted(self._pending)]
@@ -266,7 +288,7 @@ class BinaryTypeRegistry:
             if not dataclasses.is_dataclass(cls):
                 raise LocalProtocolError(f"{cls.__name__} is not a dataclass: pass fields=")
             try:
-                hints_ = typing.get_type_hints(cls)
+                hints_ = typing.get_type_hints(cls, include_extras=True)
             except Exception:  # unresolvable forward references: treat as Object
                 hints_ = {}
             fields = {f.name: hints_.get(f.name, Any) for f in dataclasses.fields(cls)}

@@ -32,6 +32,7 @@ _MASK64 = 0xFFFFFFFFFFFFFFFF
 _FNV_OFFSET = 0x811C9DC5
 _FNV_PRIME = 0x01000193
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+_EXACT = decimal.Context(prec=decimal.MAX_PREC, Emax=decimal.MAX_EMAX, Emin=decimal.MIN_EMIN)
 _DAY_MS = 86_400_000
 
 # _POW31[k] == 31**k mod 2**32, grown on demand; polynomial hashes become one
@@ -169,9 +170,9 @@ def decimal_hash(d: decimal.Decimal) -> int:
     """Java ``BigDecimal.hashCode``: ``31 * unscaledValue.hashCode() + scale``."""
     if not d.is_finite():
         raise LocalProtocolError(f"{d!r} has no Java BigDecimal form")
-    sign, digits, exp = d.as_tuple()
+    sign, _, exp = d.as_tuple()
     assert isinstance(exp, int)
-    unscaled = int("".join(map(str, digits)) or "0")
+    unscaled = abs(int(d.scaleb(-exp, context=_EXACT)))  # no str round trip: no digit limit
     # BigInteger.hashCode: over 32-bit magnitude words, most significant first, times signum.
     h = 0
     if unscaled:

@@ -105,10 +105,7 @@ def read_values(data: memoryview, offset: int, count: int,
                 registry: BinaryTypeRegistry) -> tuple[list[Any], int]:
     """Read ``count`` consecutive typed values, collecting unknown types across all of them."""
     ctx = ReadContext(registry)
-    out = []
-    for _ in range(count):
-        v, offset = read_with(data, offset, ctx)
-        out.append(v)
+    out, offset = read_many(data, offset, count, ctx)
     ctx.finish()
     return out, offset
 
@@ -123,6 +120,28 @@ def read_with(data: memoryview, offset: int, ctx: ReadContext) -> tuple[Any, int
             RecursionError, decimal.DecimalException) as exc:
         raise RemoteProtocolError(
             f"malformed value at offset {offset}: {type(exc).__name__}: {exc}") from exc
+
+
+def read_many(data: memoryview, offset: int, count: int, ctx: ReadContext) -> tuple[list[Any], int]:
+    """Read ``count`` consecutive typed values within a ``ReadContext`` (one error boundary)."""
+    out: list[Any] = []
+    append = out.append
+    readers = _READERS
+    pos = offset
+    try:
+        for _ in range(count):
+            r = readers.get(data[pos])  # IndexError past the end: converted below
+            if r is None:
+                raise RemoteProtocolError(f"unknown type code {data[pos]} at offset {pos}")
+            v, pos = r(data, pos + 1, ctx)
+            append(v)
+    except (ProtocolError, UnknownBinaryTypes):
+        raise
+    except (struct.error, IndexError, ValueError, OverflowError, TypeError, KeyError,
+            RecursionError, decimal.DecimalException) as exc:
+        raise RemoteProtocolError(
+            f"malformed value at or after offset {pos}: {type(exc).__name__}: {exc}") from exc
+    return out, pos
 
 
 def _read(data: memoryview, pos: int, ctx: ReadContext) -> tuple[Any, int]:
@@ -560,7 +579,7 @@ def _r_object(data: memoryview, pos: int, ctx: ReadContext) -> tuple[Any, int]:
                         type_id=tid, java_hash_code=h, raw=raw), end
 
 
-_READERS: dict[int, Reader] = {
+_READERS_BY_CODE: dict[TypeCode, Reader] = {
     TypeCode.BYTE: _fixed(_I8),
     TypeCode.SHORT: _fixed(_I16),
     TypeCode.INT: _fixed(_I32),
@@ -603,3 +622,5 @@ _READERS: dict[int, Reader] = {
     TypeCode.COMPLEX_OBJ: _r_object,
     TypeCode.OPTIMIZED: _r_unsupported("OptimizedMarshaller object"),
 }
+# Plain int keys: looking up an int among IntEnum keys takes the slow comparison path.
+_READERS: dict[int, Reader] = {int(k): v for k, v in _READERS_BY_CODE.items()}

@@ -41,6 +41,11 @@ _STATUS = struct.Struct("<i")
 
 REQUEST_HEADER_SIZE = _REQUEST_HEADER.size
 
+# Plain ints on the hot path: IntFlag arithmetic costs about a microsecond per operation.
+_ERROR = int(ResponseFlag.ERROR)
+_TOPOLOGY_CHANGED = int(ResponseFlag.AFFINITY_TOPOLOGY_CHANGED)
+_NOTIFICATION = int(ResponseFlag.NOTIFICATION)
+
 
 class FrameReader:
     """Splits a byte stream into frame bodies (without their 4-byte length prefix)."""
@@ -127,6 +132,9 @@ def encode_request(op_code: int, request_id: int, payload: bytes | bytearray = b
     return finish_frame(buf)
 
 
+_V14 = tuple(V1_4_0)
+
+
 class ResponseHeader(NamedTuple):
     """What precedes a response payload.  ``status`` 0 is success.
 
@@ -146,20 +154,20 @@ class ResponseHeader(NamedTuple):
 def parse_response(frame: memoryview, version: ProtocolVersion) -> ResponseHeader:
     """Parse the header of a response or notification frame body."""
     try:
-        if version >= V1_4_0:
+        if version >= _V14:
             rid, flags = _ID_FLAGS.unpack_from(frame, 0)
             pos = 10
             topology = None
             op = None
             status = 0
             message = None
-            if flags & ResponseFlag.AFFINITY_TOPOLOGY_CHANGED:
+            if flags & _TOPOLOGY_CHANGED:
                 topology = _TOPOLOGY.unpack_from(frame, pos)
                 pos += 12
-            if flags & ResponseFlag.NOTIFICATION:
+            if flags & _NOTIFICATION:
                 op = _OP.unpack_from(frame, pos)[0]
                 pos += 2
-            if flags & ResponseFlag.ERROR:
+            if flags & _ERROR:
                 status = _STATUS.unpack_from(frame, pos)[0]
                 message, pos = read_string(frame, pos + 4)
                 if status == 0:
@@ -170,8 +178,7 @@ def parse_response(frame: memoryview, version: ProtocolVersion) -> ResponseHeade
         message = None
         if status != 0:
             message, pos = read_string(frame, pos)
-        flags = ResponseFlag.ERROR if status else 0
-        return ResponseHeader(rid, int(flags), status, message, None, None, pos)
+        return ResponseHeader(rid, _ERROR if status else 0, status, message, None, None, pos)
     except struct.error:
         raise RemoteProtocolError(
             f"response header truncated: frame of {len(frame)} bytes") from None

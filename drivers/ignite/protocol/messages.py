@@ -149,9 +149,9 @@ def decode_get_all(frame: memoryview, offset: int,
     """
     c = Cursor(frame, offset, registry)
     n = c.count("entry count", 2)
-    out = [(c.value(), c.value()) for _ in range(n)]
+    flat = c.values(2 * n)
     c.finish()
-    return out
+    return list(zip(flat[0::2], flat[1::2], strict=True))
 
 
 def encode_long(buf: bytearray, value: int) -> None:
@@ -234,7 +234,10 @@ def encode_sql_fields(buf: bytearray, registry: BinaryTypeRegistry, cache_id: in
 
 def _rows(c: Cursor, columns: int) -> list[list[Any]]:
     n = c.count("row count", max(columns, 1))
-    return [[c.value() for _ in range(columns)] for _ in range(n)]
+    if columns <= 0:
+        return [[] for _ in range(n)]
+    flat = c.values(n * columns)
+    return [flat[i:i + columns] for i in range(0, n * columns, columns)]
 
 
 def decode_sql_fields(frame: memoryview, offset: int, registry: BinaryTypeRegistry,
@@ -297,7 +300,8 @@ def encode_scan(buf: bytearray, registry: BinaryTypeRegistry, cache_id: int, *,
 
 def _pairs(c: Cursor) -> list[tuple[Any, Any]]:
     n = c.count("row count", 2)
-    return [(c.value(), c.value()) for _ in range(n)]
+    flat = c.values(2 * n)
+    return list(zip(flat[0::2], flat[1::2], strict=True))
 
 
 def decode_scan(frame: memoryview, offset: int, registry: BinaryTypeRegistry) -> ScanResult:

@@ -17,7 +17,7 @@ import struct
 from typing import Any
 
 from drivers.ignite.codec import BinaryTypeRegistry
-from drivers.ignite.codec.reader import ReadContext, read_string, read_with
+from drivers.ignite.codec.reader import ReadContext, read_many, read_string, read_with
 from drivers.ignite.codec.typecodes import TypeCode
 from drivers.ignite.errors import LocalProtocolError, RemoteProtocolError
 
@@ -105,6 +105,11 @@ class Cursor:
     def value(self) -> Any:
         v, self.pos = read_with(self.data, self.pos, self.ctx)
         return v
+
+    def values(self, count: int) -> list[Any]:
+        """``count`` consecutive typed values."""
+        out, self.pos = read_many(self.data, self.pos, count, self.ctx)
+        return out
 
     def finish(self) -> None:
         """Raise ``UnknownBinaryTypes`` for complex objects that could not be decoded."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import struct
-from typing import Any
+from typing import Annotated, Any
 
 import pytest
 
@@ -37,7 +37,7 @@ HEADER = struct.Struct("<BBhiiiii")
 @dataclasses.dataclass
 class Person:
     name: str
-    age: h.Int
+    age: Annotated[int, h.Int]
     tags: list[str] | None = None
 
 

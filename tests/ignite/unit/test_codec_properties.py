@@ -8,7 +8,7 @@ import decimal
 import math
 import struct
 import uuid
-from typing import Any
+from typing import Annotated, Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -26,7 +26,7 @@ i64 = st.integers(-(1 << 63), (1 << 63) - 1)
 f32 = st.floats(width=32, allow_nan=False)
 f64 = st.floats(allow_nan=False)
 bmp = st.characters(max_codepoint=0xFFFF)
-text = st.text(st.characters(blacklist_categories=("Cs",)))
+text = st.text(st.characters(exclude_categories=["Cs"]))
 decimals = st.decimals(allow_nan=False, allow_infinity=False, places=None)
 aware = st.datetimes(timezones=st.just(UTC))
 ms_times = st.times().map(lambda t: t.replace(microsecond=t.microsecond // 1000 * 1000))
@@ -166,7 +166,7 @@ def test_map_kinds(d: dict[Any, Any], kind: int) -> None:
 class Row:
     id: int
     label: str | None
-    score: h.Float
+    score: Annotated[float, h.Float]
     blob: bytes
     when: datetime.datetime | None
     inner: Any = None

@@ -223,8 +223,7 @@ def _get_config_reply(cfg: m.CacheConfig, version: ProtocolVersion) -> bytes:
 
 @pytest.mark.parametrize("version", [ProtocolVersion(1, 7, 0), ProtocolVersion(1, 1, 0)])
 def test_cache_config_reply_decodes(version: ProtocolVersion) -> None:
-    cfg = CONFIG if version >= ProtocolVersion(1, 6, 0) else CONFIG
-    got = m.decode_cache_config(memoryview(_get_config_reply(cfg, version)), 0, version)
+    got = m.decode_cache_config(memoryview(_get_config_reply(CONFIG, version)), 0, version)
     assert got.name == "people" and got.backups == 1 and got.sql_schema == "PUBLIC"
     assert got.atomicity_mode == m.AtomicityMode.TRANSACTIONAL
     entity = got.query_entities[0] if got.query_entities else None

@@ -8,7 +8,7 @@ import datetime
 import decimal
 import uuid
 from collections import OrderedDict
-from typing import Any
+from typing import Annotated, Any
 
 import pytest
 from hypothesis import given, settings
@@ -111,16 +111,14 @@ def test_pyignite_reads_what_we_write(name: str, value: Any, pvalue: Any) -> Non
     assert py_decode(ours(value)) == pvalue
 
 
-class PyPerson(metaclass=GenericObjectMeta, type_name="Person",
-               schema=OrderedDict([("name", pt.String), ("age", pt.IntObject),
-                                   ("score", pt.DoubleObject)])):
-    pass
+PyPerson: Any = GenericObjectMeta("PyPerson", (), {}, type_name="Person", schema=OrderedDict(
+    [("name", pt.String), ("age", pt.IntObject), ("score", pt.DoubleObject)]))
 
 
 @dataclasses.dataclass
 class Person:
     name: str
-    age: h.Int
+    age: Annotated[int, h.Int]
     score: float
 
 
