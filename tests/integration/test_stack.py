@@ -70,3 +70,11 @@ def test_unknown_service_is_a_clear_error(stack: None) -> None:
     assert done.returncode == 1
     assert "unknown service postgres" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+async def test_tests_run_on_uvloop_like_the_service() -> None:
+    import asyncio
+
+    import uvloop
+
+    assert isinstance(asyncio.get_running_loop(), uvloop.Loop)
