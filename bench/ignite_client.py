@@ -100,8 +100,8 @@ async def bench_ours(host: str, port: int, seconds: float, table: str) -> list[R
         for n in (100, 1000):
             batch = {i: VALUE for i in range(n)}
             keys = list(range(n))
-            out.append(await _timed(f"put_all {n}", "this client", seconds, 1, lambda i: cache.put_all(batch), 4))
-            out.append(await _timed(f"get_all {n}", "this client", seconds, 1, lambda i: cache.get_all(keys), 4))
+            out.append(await _timed(f"put_all {n}", "this client", seconds, 1, lambda i, b=batch: cache.put_all(b), 4))
+            out.append(await _timed(f"get_all {n}", "this client", seconds, 1, lambda i, k=keys: cache.get_all(k), 4))
 
         async def select(i: int) -> None:
             rows = [r async for r in client.sql(f"SELECT id, name FROM {table}", page_size=1024)]
@@ -126,8 +126,8 @@ async def bench_py_aio(host: str, port: int, seconds: float, table: str) -> list
         for n in (100, 1000):
             batch = {i: VALUE for i in range(n)}
             keys = list(range(n))
-            out.append(await _timed(f"put_all {n}", "pyignite aio", seconds, 1, lambda i: cache.put_all(batch), 4))
-            out.append(await _timed(f"get_all {n}", "pyignite aio", seconds, 1, lambda i: cache.get_all(keys), 4))
+            out.append(await _timed(f"put_all {n}", "pyignite aio", seconds, 1, lambda i, b=batch: cache.put_all(b), 4))
+            out.append(await _timed(f"get_all {n}", "pyignite aio", seconds, 1, lambda i, k=keys: cache.get_all(k), 4))
 
         async def select(i: int) -> None:
             async with client.sql(f"SELECT id, name FROM {table}", page_size=1024) as cursor:
@@ -151,8 +151,8 @@ def bench_py_sync(host: str, port: int, seconds: float, table: str) -> list[Resu
         for n in (100, 1000):
             batch = {i: VALUE for i in range(n)}
             keys = list(range(n))
-            out.append(_timed_sync(f"put_all {n}", seconds, 1, lambda i: cache.put_all(batch)))
-            out.append(_timed_sync(f"get_all {n}", seconds, 1, lambda i: cache.get_all(keys)))
+            out.append(_timed_sync(f"put_all {n}", seconds, 1, lambda i, b=batch: cache.put_all(b)))
+            out.append(_timed_sync(f"get_all {n}", seconds, 1, lambda i, k=keys: cache.get_all(k)))
 
         def select(i: int) -> None:
             with client.sql(f"SELECT id, name FROM {table}", page_size=1024) as cursor:

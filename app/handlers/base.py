@@ -38,7 +38,8 @@ class BaseHandler(tornado.web.RequestHandler):
         elif isinstance(exc, BackendError | DriverError):
             status_code, body = 502, {"error": "backend error", "backend": exc.backend, "detail": exc.message}
         elif isinstance(exc, tornado.web.HTTPError):
-            body = {"error": exc.log_message or self._reason}
+            message = exc.log_message % exc.args if exc.log_message and exc.args else exc.log_message
+            body = {"error": message or self._reason}
         else:
             body = {"error": self._reason}
         self.set_status(status_code)
