@@ -40,11 +40,13 @@ def read_pid(pid_file: Path) -> Running | None:
     except (OSError, ValueError):
         return None
     executable = executable.strip()
-    cmdline = _proc_cmdline(pid)
-    # Some servers rewrite their title ("redis-server 127.0.0.1:6379"): compare the program only.
-    if not cmdline or Path(cmdline[0].split(" ", 1)[0]).name != Path(executable).name:
-        return None
     if not alive(pid):
+        return None
+    # Some servers rewrite their title ("redis-server 127.0.0.1:6379"): compare the program only.
+    # An empty command line is a process between exec steps (the java launcher re-executes
+    # itself at start): still ours.
+    cmdline = _proc_cmdline(pid)
+    if cmdline and Path(cmdline[0].split(" ", 1)[0]).name != Path(executable).name:
         return None
     return Running(pid, executable)
 
