@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import datetime
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
@@ -24,6 +25,9 @@ from drivers.ignite.protocol.wire import I32, pack
 
 if TYPE_CHECKING:
     from drivers.ignite.client import Client
+
+# The transaction id of the current task (set by transactions; None outside one).
+current_tx: contextvars.ContextVar[int | None] = contextvars.ContextVar("ignite_tx", default=None)
 
 Decoder = Callable[[memoryview, int, BinaryTypeRegistry], Any]
 
@@ -67,12 +71,13 @@ class PeekMode:
 
 
 _PEEK_MODES = frozenset(range(6))
+_HEADERS = {int(op): bytes(new_request(op)) for op in OpCode}
 
 
 class Cache:
     """A named cache.  Keys and values follow the codec's Python <-> Java mapping."""
 
-    __slots__ = ("_client", "_expiry", "cache_id", "name")
+    __slots__ = ("_client", "_expiry", "_prefix", "cache_id", "name")
 
     def __init__(self, client: Client, name: str,
                  expiry: tuple[int, int, int] | None = None) -> None:
@@ -80,21 +85,33 @@ class Cache:
         self.name = name
         self.cache_id = string_hash(name)
         self._expiry = expiry
+        prefix = bytearray()
+        cache_header(prefix, self.cache_id, 0, expiry, None)
+        self._prefix = bytes(prefix)  # the cache-op prefix outside transactions, built once
+
+    def _begin(self, op: int) -> bytearray:
+        """A request for ``op`` with this cache's prefix (and the task's transaction, if any)."""
+        tx_id = current_tx.get()
+        if tx_id is None:
+            buf = bytearray(_HEADERS[op])
+            buf += self._prefix
+        else:
+            buf = new_request(op)
+            cache_header(buf, self.cache_id, 0, self._expiry, tx_id)
+        return buf
 
     def __repr__(self) -> str:
         return f"<Cache {self.name!r}>"
 
     async def _call(self, op: int, decode: Decoder, *values: Any) -> Any:
-        buf = new_request(op)
-        cache_header(buf, self.cache_id, 0, self._expiry, self._client._tx_id())
+        buf = self._begin(op)
         registry = self._client.registry
         for value in values:
             write_value(buf, value, registry)
         return await self._client._roundtrip(buf, decode)
 
     async def _call_keys(self, op: int, decode: Decoder, keys: Iterable[Any]) -> Any:
-        buf = new_request(op)
-        cache_header(buf, self.cache_id, 0, self._expiry, self._client._tx_id())
+        buf = self._begin(op)
         count_at = len(buf)
         buf += bytes(4)
         registry, n = self._client.registry, 0
@@ -129,7 +146,7 @@ class Cache:
                 raise LocalProtocolError(f"unknown peek mode {mode!r}; use PeekMode.ALL, NEAR, PRIMARY, "
                                          "BACKUP, ONHEAP or OFFHEAP")
         buf = new_request(OpCode.CACHE_GET_SIZE)
-        cache_header(buf, self.cache_id, 0, None, self._client._tx_id())
+        cache_header(buf, self.cache_id, 0, None, current_tx.get())
         buf += pack(I32, len(modes))
         buf += bytes(modes)
         return int(await self._client._roundtrip(buf, _long))
@@ -145,8 +162,7 @@ class Cache:
 
     async def put_all(self, pairs: dict[Any, Any] | Iterable[tuple[Any, Any]]) -> None:
         items = list(pairs.items() if isinstance(pairs, dict) else pairs)
-        buf = new_request(OpCode.CACHE_PUT_ALL)
-        cache_header(buf, self.cache_id, 0, self._expiry, self._client._tx_id())
+        buf = self._begin(OpCode.CACHE_PUT_ALL)
         buf += pack(I32, len(items))
         registry = self._client.registry
         for key, value in items:

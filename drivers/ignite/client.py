@@ -17,12 +17,11 @@ order) with one attempt shared by all waiting callers.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from drivers.base import LifecycleMixin
-from drivers.ignite.cache import Cache
+from drivers.ignite.cache import Cache, current_tx
 from drivers.ignite.codec import BinaryTypeRegistry, UnknownBinaryTypes, read_value
 from drivers.ignite.codec.hashing import string_hash
 from drivers.ignite.connection import Connection, State, new_request
@@ -39,9 +38,6 @@ from drivers.ignite.protocol.messages import (
 from drivers.ignite.protocol.wire import write_string
 
 Decoder = Callable[[memoryview, int, BinaryTypeRegistry], Any]
-
-# The transaction id of the current task (set by transactions; None outside one).
-current_tx: contextvars.ContextVar[int | None] = contextvars.ContextVar("ignite_tx", default=None)
 
 _MAX_TYPE_ROUNDS = 8  # nested unknown types are fetched level by level
 

@@ -18,14 +18,13 @@ Rules of this file:
 from __future__ import annotations
 
 import asyncio
+import collections
 import enum
 import heapq
 import socket
 import struct
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from drivers.ignite.errors import (
     AuthenticationError,
@@ -56,6 +55,8 @@ from drivers.ignite.protocol.handshake import (
 LATEST = ProtocolVersion(1, 7, 0)
 SUPPORTED = frozenset({ProtocolVersion(1, v, 0) for v in range(8)})
 _AUTH_FAILED = 2000
+_NOTIFICATION = int(ResponseFlag.NOTIFICATION)  # plain ints: IntFlag arithmetic is slow
+_TOPOLOGY_CHANGED = int(ResponseFlag.AFFINITY_TOPOLOGY_CHANGED)
 _LENGTH = struct.Struct("<i")
 _REQUEST_ID = struct.Struct("<q")  # at offset 6, after the length and the op code
 
@@ -67,8 +68,7 @@ class State(enum.Enum):
     CLOSED = "closed"
 
 
-@dataclass(frozen=True, slots=True)
-class Reply:
+class Reply(NamedTuple):
     """A successful reply: its header and the whole frame (payload at ``header.payload_offset``)."""
 
     header: ResponseHeader
@@ -100,9 +100,12 @@ class Connection(asyncio.Protocol):
         self._reader = FrameReader(max_frame)
         self._transport: asyncio.Transport | None = None
         self._pending: dict[int, asyncio.Future[Reply]] = {}
-        self._deadlines: list[tuple[float, int]] = []
+        self._deadlines: list[tuple[float, int]] = []   # requests with their own timeout
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
+        self._fifo: collections.deque[tuple[float, int]] = collections.deque()  # default timeout
+        self._sweeper: asyncio.TimerHandle | None = None
+        self._sweep_every = min(0.05, request_timeout / 4)
         self._next_id = 0
         self._out: list[bytes | bytearray] = []
         self._flush_scheduled = False
@@ -203,9 +206,9 @@ class Connection(asyncio.Protocol):
     def _dispatch(self, frame: memoryview) -> None:
         header = parse_response(frame, self.version)
         flags = header.flags
-        if flags & ResponseFlag.NOTIFICATION:
+        if flags & _NOTIFICATION:
             return  # no listeners yet: notifications are only produced for ops this client never sends
-        if flags & ResponseFlag.AFFINITY_TOPOLOGY_CHANGED and self._on_topology and header.topology:
+        if flags & _TOPOLOGY_CHANGED and self._on_topology and header.topology:
             self._on_topology(header.topology)
         fut = self._pending.pop(header.request_id, None)
         if fut is None or fut.done():
@@ -236,16 +239,24 @@ class Connection(asyncio.Protocol):
         rid = self._next_id
         _LENGTH.pack_into(buf, 0, len(buf) - 4)
         _REQUEST_ID.pack_into(buf, 6, rid)
-        fut: asyncio.Future[Reply] = self._loop.create_future()
+        loop = self._loop
+        fut: asyncio.Future[Reply] = loop.create_future()
         self._pending[rid] = fut
         self._out.append(buf)
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            self._loop.call_soon(self._flush)
-        deadline = time.monotonic() + (self.request_timeout if timeout is None else timeout)
-        heapq.heappush(self._deadlines, (deadline, rid))
-        if self._timer is None or deadline < self._timer_at:
-            self._arm(deadline)
+            loop.call_soon(self._flush)
+        if timeout is None:
+            # The common case: one timeout for all, so deadlines arrive in order and a
+            # FIFO checked by a coarse periodic sweep costs O(1) per request.
+            self._fifo.append((loop.time() + self.request_timeout, rid))
+            if self._sweeper is None:
+                self._sweeper = loop.call_later(self._sweep_every, self._sweep)
+        else:
+            deadline = loop.time() + timeout
+            heapq.heappush(self._deadlines, (deadline, rid))
+            if self._timer is None or deadline < self._timer_at:
+                self._arm(deadline)
         self.requests_sent += 1
         return rid, fut
 
@@ -273,22 +284,37 @@ class Connection(asyncio.Protocol):
         if self._timer is not None:
             self._timer.cancel()
         self._timer_at = when
-        self._timer = self._loop.call_at(self._loop.time() + max(0.0, when - time.monotonic()), self._expire)
+        self._timer = self._loop.call_at(when, self._expire)
+
+    def _timeout(self, rid: int) -> None:
+        fut = self._pending.pop(rid, None)
+        if fut is not None and not fut.done():
+            fut.set_exception(IgniteTimeout(
+                f"ignite {self.host}:{self.port}: no reply within the request deadline"))
 
     def _expire(self) -> None:
+        """Fail the requests with their own timeouts whose deadline passed (a heap, exact)."""
         self._timer = None
-        now = time.monotonic()
-        heap = self._deadlines
-        while heap and heap[0][0] <= now:
+        now = self._loop.time()
+        heap, pending = self._deadlines, self._pending
+        while heap and (heap[0][0] <= now or heap[0][1] not in pending):
             _, rid = heapq.heappop(heap)
-            fut = self._pending.pop(rid, None)
-            if fut is not None and not fut.done():
-                fut.set_exception(IgniteTimeout(
-                    f"ignite {self.host}:{self.port}: no reply within the request deadline"))
-        while heap and heap[0][1] not in self._pending:
-            heapq.heappop(heap)
+            if rid in pending:
+                self._timeout(rid)
         if heap:
             self._arm(heap[0][0])
+
+    def _sweep(self) -> None:
+        """Fail default-timeout requests whose deadline passed; forget answered ones."""
+        self._sweeper = None
+        now = self._loop.time()
+        fifo, pending = self._fifo, self._pending
+        while fifo and (fifo[0][0] <= now or fifo[0][1] not in pending):
+            _, rid = fifo.popleft()
+            if rid in pending:
+                self._timeout(rid)
+        if fifo and self.state is not State.CLOSED:
+            self._sweeper = self._loop.call_later(self._sweep_every, self._sweep)
 
     @property
     def in_flight(self) -> int:
@@ -316,11 +342,13 @@ class Connection(asyncio.Protocol):
         self.state = State.CLOSED
         if self.close_reason is None:
             self.close_reason = reason
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        for handle in (self._timer, self._sweeper):
+            if handle is not None:
+                handle.cancel()
+        self._timer = self._sweeper = None
         pending, self._pending = self._pending, {}
         self._deadlines.clear()
+        self._fifo.clear()
         for fut in pending.values():
             if not fut.done():
                 fut.set_exception(reason if isinstance(reason, IgniteError) else IgniteConnectionError(str(reason)))
