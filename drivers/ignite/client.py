@@ -49,7 +49,8 @@ class Client(LifecycleMixin):
 
     def __init__(self, nodes: Iterable[tuple[str, int]] | None = None, *, username: str | None = None,
                  password: str | None = None, timeout: float = 10.0, connect_timeout: float = 5.0,
-                 ssl: Any = None, max_frame: int = 256 << 20, compact_footer: bool = True) -> None:
+                 ssl: Any = None, max_frame: int = 256 << 20, compact_footer: bool = True,
+                 protocol_version: tuple[int, int, int] = (1, 7, 0)) -> None:
         self.nodes: list[tuple[str, int]] = [(str(h), int(p)) for h, p in (nodes or [("127.0.0.1", 10800)])]
         if not self.nodes:
             raise ValueError("Client needs at least one (host, port) node address")
@@ -59,6 +60,7 @@ class Client(LifecycleMixin):
         self.connect_timeout = connect_timeout
         self.ssl = ssl
         self.max_frame = max_frame
+        self.protocol_version_wanted = ProtocolVersion(*protocol_version)
         self.registry = BinaryTypeRegistry(compact_footer=compact_footer)
         self._conn: Connection | None = None
         self._connecting: asyncio.Task[Connection] | None = None
@@ -145,7 +147,8 @@ class Client(LifecycleMixin):
             try:
                 conn = await Connection.open(host, port, username=self.username, password=self.password,
                                              connect_timeout=self.connect_timeout, request_timeout=self.timeout,
-                                             ssl=self.ssl, max_frame=self.max_frame)
+                                             ssl=self.ssl, max_frame=self.max_frame,
+                                             version=self.protocol_version_wanted)
             except HandshakeError:
                 raise  # the node answered and said no: another node would say the same
             except (IgniteConnectionError, IgniteTimeout) as exc:

@@ -28,6 +28,7 @@ from typing import Any, NamedTuple, cast
 
 from drivers.ignite.errors import (
     AuthenticationError,
+    LocalProtocolError,
     HandshakeError,
     IgniteConnectionError,
     IgniteError,
@@ -119,9 +120,11 @@ class Connection(asyncio.Protocol):
     @classmethod
     async def open(cls, host: str, port: int, *, username: str | None = None, password: str | None = None,
                    connect_timeout: float = 5.0, request_timeout: float = 10.0,
-                   ssl: Any = None, **kwargs: Any) -> Connection:
-        """Connect and handshake, falling back to an older protocol version the node proposes."""
-        version = LATEST
+                   ssl: Any = None, version: ProtocolVersion = LATEST, **kwargs: Any) -> Connection:
+        """Connect and handshake at ``version``, falling back to an older one the node proposes."""
+        if version not in SUPPORTED:
+            raise LocalProtocolError(f"protocol version {_text(version)} is not one this client speaks "
+                                     f"(1.0.0 to {_text(LATEST)})")
         while True:
             conn = cls(host, port, request_timeout=request_timeout, **kwargs)
             conn.version = version

@@ -12,8 +12,9 @@ import pytest
 
 from drivers.ignite import Client
 from drivers.ignite.cache import Cache
-from drivers.ignite.codec import BinaryObject
+from drivers.ignite.codec import BinaryObject, BinaryTypeRegistry, write_value
 from drivers.ignite.codec import hints as h
+from drivers.ignite.codec.hashing import type_id
 from drivers.ignite.codec.typecodes import CollectionKind, MapKind
 from drivers.ignite.errors import ServerError
 
@@ -34,6 +35,12 @@ class Person:
     height: float
     tags: list[str]
     address: Address | None = None
+
+
+def _encoded(value: Any) -> bytes:
+    buf = bytearray()
+    write_value(buf, value, BinaryTypeRegistry())
+    return bytes(buf)
 
 
 # (value written, value expected back)
@@ -86,6 +93,11 @@ CASES: list[tuple[str, Any, Any]] = [
      [Person("A", 1, 1.0, []), Person("B", 2, 2.0, ["x"])]),
     ("generic binary object", BinaryObject("GenericThing", {"a": 1, "b": "two"}),
      BinaryObject("GenericThing", {"a": 1, "b": "two"})),
+    # The node keeps enums as binary enums: an enum (28) comes back as a binary enum (38).
+    ("enum", h.Enum(type_id("com.example.Color"), 2), h.BinaryEnum(type_id("com.example.Color"), 2)),
+    ("binary enum", h.BinaryEnum(type_id("com.example.Size"), 1), h.BinaryEnum(type_id("com.example.Size"), 1)),
+    ("enum[]", h.EnumArray(type_id("com.example.Color"), [h.Enum(type_id("com.example.Color"), 0), None]),
+     [h.BinaryEnum(type_id("com.example.Color"), 0), None]),
 ]
 
 
@@ -93,6 +105,12 @@ CASES: list[tuple[str, Any, Any]] = [
 async def test_value_round_trips_through_the_node(cache: Cache, label: str, value: Any, expected: Any) -> None:
     await cache.put(label, value)
     assert await cache.get(label) == expected
+
+
+async def test_wrapped_object_round_trips(cache: Cache) -> None:
+    await cache.put("plain", Address("Plain St", 1))  # registers the type with the node
+    await cache.put("wrapped", h.WrappedObject(_encoded(Address("Wrapped St", 7))))
+    assert await cache.get("wrapped") == Address("Wrapped St", 7)
 
 
 @pytest.mark.parametrize(("label", "key"), [
