@@ -28,11 +28,11 @@ from typing import Any, NamedTuple, cast
 
 from drivers.ignite.errors import (
     AuthenticationError,
-    LocalProtocolError,
     HandshakeError,
     IgniteConnectionError,
     IgniteError,
     IgniteTimeout,
+    LocalProtocolError,
     ProtocolError,
     RemoteProtocolError,
     server_error,
