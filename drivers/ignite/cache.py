@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextvars
 import datetime
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
@@ -22,12 +21,10 @@ from drivers.ignite.protocol.messages import (
     decode_value,
 )
 from drivers.ignite.protocol.wire import I32, pack
+from drivers.ignite.txcontext import active_tx
 
 if TYPE_CHECKING:
     from drivers.ignite.client import Client
-
-# The transaction id of the current task (set by transactions; None outside one).
-current_tx: contextvars.ContextVar[int | None] = contextvars.ContextVar("ignite_tx", default=None)
 
 Decoder = Callable[[memoryview, int, BinaryTypeRegistry], Any]
 
@@ -91,13 +88,13 @@ class Cache:
 
     def _begin(self, op: int) -> bytearray:
         """A request for ``op`` with this cache's prefix (and the task's transaction, if any)."""
-        tx_id = current_tx.get()
-        if tx_id is None:
+        tx = active_tx()
+        if tx is None:
             buf = bytearray(_HEADERS[op])
             buf += self._prefix
         else:
             buf = new_request(op)
-            cache_header(buf, self.cache_id, 0, self._expiry, tx_id)
+            cache_header(buf, self.cache_id, 0, self._expiry, tx.tx_id)
         return buf
 
     def __repr__(self) -> str:
@@ -146,7 +143,8 @@ class Cache:
                 raise LocalProtocolError(f"unknown peek mode {mode!r}; use PeekMode.ALL, NEAR, PRIMARY, "
                                          "BACKUP, ONHEAP or OFFHEAP")
         buf = new_request(OpCode.CACHE_GET_SIZE)
-        cache_header(buf, self.cache_id, 0, None, current_tx.get())
+        tx = active_tx()
+        cache_header(buf, self.cache_id, 0, None, tx.tx_id if tx else None)
         buf += pack(I32, len(modes))
         buf += bytes(modes)
         return int(await self._client._roundtrip(buf, _long))

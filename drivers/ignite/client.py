@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from drivers.base import LifecycleMixin
-from drivers.ignite.cache import Cache, current_tx
+from drivers.ignite.cache import Cache
 from drivers.ignite.codec import BinaryTypeRegistry, UnknownBinaryTypes, read_value
 from drivers.ignite.codec.hashing import string_hash
 from drivers.ignite.connection import Connection, State, new_request
@@ -36,6 +36,7 @@ from drivers.ignite.protocol.messages import (
     encode_get_binary_type,
 )
 from drivers.ignite.protocol.wire import write_string
+from drivers.ignite.txcontext import active_tx
 
 Decoder = Callable[[memoryview, int, BinaryTypeRegistry], Any]
 
@@ -162,7 +163,8 @@ class Client(LifecycleMixin):
         raise IgniteConnectionError("ignite: no node answered: " + "; ".join(errors))
 
     def _tx_id(self) -> int | None:
-        return current_tx.get()
+        tx = active_tx()
+        return tx.tx_id if tx is not None else None
 
     # -- requests ----------------------------------------------------------------------------
 
@@ -170,9 +172,13 @@ class Client(LifecycleMixin):
                          timeout: float | None = None) -> Any:
         """Send a request built with ``new_request`` and decode its reply payload."""
         if conn is None:
-            conn = self._conn
-            if conn is None or conn.state is not State.READY:
-                conn = await self._connection()
+            tx = active_tx()
+            if tx is not None:
+                conn = tx.conn  # a transaction's requests go to its own connection, never elsewhere
+            else:
+                conn = self._conn
+                if conn is None or conn.state is not State.READY:
+                    conn = await self._connection()
         registry = self.registry
         if registry.has_pending:
             await self._push_types(conn)
