@@ -1,32 +1,39 @@
-"""The Ignite thin client: connection management, caches, SQL, binary types.
+"""The Ignite thin client: connections through the router, caches, SQL, binary types.
 
 Usage::
 
-    async with Client([("127.0.0.1", 10800)]) as client:
+    async with Client([("127.0.0.1", 10800), ("127.0.0.1", 10801)]) as client:
         cache = await client.get_or_create_cache("people")
         await cache.put(1, "Ada")
         async with client.sql("SELECT name FROM person WHERE id > ?", query_args=[10]) as rows:
             async for row in rows:
                 ...
 
-Connections: the client talks to the first node of ``nodes`` that answers;
-when that connection is lost, the next request reconnects (trying the nodes in
-order) with one attempt shared by all waiting callers.
+The client keeps one connection per node (``routing.Router``).  Single-key
+requests go to the key's primary node when the cache's partition map is
+known; batches are split by primary node and sent in parallel.  A read that
+failed because its connection was lost is retried on another node under
+``retry_policy``; writes never are.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
+import struct
+import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from drivers.base import LifecycleMixin
 from drivers.ignite.cache import Cache
-from drivers.ignite.codec import BinaryTypeRegistry, UnknownBinaryTypes, read_value
-from drivers.ignite.codec.hashing import string_hash
-from drivers.ignite.connection import Connection, State, new_request
+from drivers.ignite.cluster import ClusterState, get_cluster_state, set_cluster_state
+from drivers.ignite.codec import BinaryObject, BinaryTypeRegistry, UnknownBinaryTypes, hints, read_value, write_value
+from drivers.ignite.codec.hashing import java_hash, string_hash
+from drivers.ignite.codec.typecodes import TypeCode
+from drivers.ignite.connection import Connection, new_request
 from drivers.ignite.cursors import SqlFieldsCursor
-from drivers.ignite.errors import HandshakeError, IgniteConnectionError, IgniteTimeout, RemoteProtocolError
+from drivers.ignite.errors import IgniteConnectionError, LocalProtocolError, RemoteProtocolError
 from drivers.ignite.protocol.cache_config import CacheConfig, encode_cache_config
 from drivers.ignite.protocol.constants import Feature, OpCode, ProtocolVersion
 from drivers.ignite.protocol.messages import (
@@ -36,22 +43,30 @@ from drivers.ignite.protocol.messages import (
     encode_get_binary_type,
 )
 from drivers.ignite.protocol.wire import write_string
+from drivers.ignite.routing import Backoff, RetryPolicy, Router
+from drivers.ignite.tx import Transaction, TransactionConcurrency, TransactionIsolation
 from drivers.ignite.txcontext import active_tx
 
 Decoder = Callable[[memoryview, int, BinaryTypeRegistry], Any]
 
 _MAX_TYPE_ROUNDS = 8  # nested unknown types are fetched level by level
+_OBJECT_HEADER = struct.Struct("<ii")  # type id, hash: at +4 in a complex object
+# Java types whose hash is the value itself (affinity-key fields declared with hints).
+_HINT_BY_CODE: dict[int, type] = {TypeCode.INT: hints.Int, TypeCode.SHORT: hints.Short, TypeCode.BYTE: hints.Byte,
+                 TypeCode.CHAR: hints.Char, TypeCode.FLOAT: hints.Float}
+LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
 class Client(LifecycleMixin):
-    """An asyncio client for Apache Ignite 2.x nodes (thin-client protocol up to 1.7.0)."""
+    """An asyncio client for Apache Ignite 2.x clusters (thin-client protocol up to 1.7.0)."""
 
     name = "ignite"
 
     def __init__(self, nodes: Iterable[tuple[str, int]] | None = None, *, username: str | None = None,
                  password: str | None = None, timeout: float = 10.0, connect_timeout: float = 5.0,
                  ssl: Any = None, max_frame: int = 256 << 20, compact_footer: bool = True,
-                 protocol_version: tuple[int, int, int] = (1, 7, 0)) -> None:
+                 protocol_version: tuple[int, int, int] = (1, 7, 0), partition_aware: bool = True,
+                 retry_policy: RetryPolicy | None = None, reconnect_backoff: Backoff | None = None) -> None:
         self.nodes: list[tuple[str, int]] = [(str(h), int(p)) for h, p in (nodes or [("127.0.0.1", 10800)])]
         if not self.nodes:
             raise ValueError("Client needs at least one (host, port) node address")
@@ -62,12 +77,15 @@ class Client(LifecycleMixin):
         self.ssl = ssl
         self.max_frame = max_frame
         self.protocol_version_wanted = ProtocolVersion(*protocol_version)
+        self.retry_policy = retry_policy or RetryPolicy()
         self.registry = BinaryTypeRegistry(compact_footer=compact_footer)
-        self._conn: Connection | None = None
-        self._connecting: asyncio.Task[Connection] | None = None
-        self._closed = False
-        self._reconnects = 0
-        self._late_replies_closed = 0
+        self._router = Router(self.nodes, self._open_connection, partition_aware=partition_aware,
+                              backoff=reconnect_backoff)
+        self._closed = True
+        self._version = self.protocol_version_wanted
+        self._latency = [0] * (len(LATENCY_BUCKETS) + 1)
+        self._latency_sum = 0.0
+        self._retries = 0
 
     @property
     def address(self) -> str:
@@ -76,28 +94,31 @@ class Client(LifecycleMixin):
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def connect(self) -> None:
-        """Open the connection (to the first node that answers)."""
+        """Connect to the nodes (at least one must answer; the others are retried in the background)."""
         self._closed = False
-        await self._connection()
+        try:
+            await self._router.start()
+        except BaseException:
+            self._closed = True
+            await self._router.aclose()
+            raise
 
     start = connect
 
     async def aclose(self) -> None:
-        """Close the connection; pending requests fail with ``IgniteConnectionError``.  Idempotent."""
+        """Close every connection; pending requests fail with ``IgniteConnectionError``.  Idempotent."""
         self._closed = True
-        task, self._connecting = self._connecting, None
-        if task is not None:
-            task.cancel()
-            try:
-                await task
-            except BaseException:
-                pass
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            self._late_replies_closed += conn.late_replies
-            await conn.aclose()
+        await self._router.aclose()
 
     close = aclose
+
+    async def _open_connection(self, host: str, port: int) -> Connection:
+        conn = await Connection.open(host, port, username=self.username, password=self.password,
+                                     connect_timeout=self.connect_timeout, request_timeout=self.timeout,
+                                     ssl=self.ssl, max_frame=self.max_frame, version=self.protocol_version_wanted,
+                                     on_lost=self._router.lost, on_topology=self._router.topology_changed)
+        self._version = conn.version
+        return conn
 
     async def _ping(self) -> None:
         conn = await self._connection()
@@ -105,84 +126,113 @@ class Client(LifecycleMixin):
         await self._roundtrip(new_request(op), _ignore, conn=conn)
 
     def stats(self) -> dict[str, Any]:
-        conn = self._conn
+        """Plain data for metrics: per-node connections, latency histogram, maps, retries."""
+        nodes = self._router.stats()
         return {
             "address": self.address,
-            "connected": conn is not None and conn.state is State.READY,
-            "node": f"{conn.host}:{conn.port}" if conn else None,
-            "protocol": self.protocol_version_text if conn else None,
-            "in_flight": conn.in_flight if conn else 0,
-            "requests": conn.requests_sent if conn else 0,
-            "late_replies": self._late_replies_closed + (conn.late_replies if conn else 0),
-            "reconnects": self._reconnects,
+            "connected": any(n["state"] == "ready" for n in nodes),
+            "protocol": self.protocol_version_text,
+            "nodes": nodes,
+            "in_flight": sum(n["in_flight"] for n in nodes),
+            "requests": sum(n["requests"] for n in nodes),
+            "late_replies": sum(n["late_replies"] for n in nodes),
+            "reconnects": sum(n["reconnects"] for n in nodes),
+            "retries": self._retries,
+            "partition_map_version": list(self._router.map_version),
+            "partition_map_refreshes": self._router.map_refreshes,
+            "latency_buckets": list(LATENCY_BUCKETS),
+            "latency_counts": list(self._latency),
+            "latency_sum_s": self._latency_sum,
         }
 
     @property
     def protocol_version(self) -> ProtocolVersion:
-        return self._conn.version if self._conn is not None else ProtocolVersion(1, 7, 0)
+        return self._version
 
     @property
     def protocol_version_text(self) -> str:
-        return ".".join(map(str, self.protocol_version))
+        return ".".join(map(str, self._version))
 
     # -- connections -------------------------------------------------------------------------
 
     async def _connection(self) -> Connection:
-        conn = self._conn
-        if conn is not None and conn.state is State.READY:
-            return conn
+        """Any live connection, waiting up to ``connect_timeout`` for a reconnect."""
         if self._closed:
-            raise IgniteConnectionError("ignite: the client is closed")
-        if self._connecting is None:
-            self._connecting = asyncio.ensure_future(self._open_any())
-        task = self._connecting
-        try:
-            return await asyncio.shield(task)
-        finally:
-            if task.done() and self._connecting is task:
-                self._connecting = None
-
-    async def _open_any(self) -> Connection:
-        errors: list[str] = []
-        for host, port in self.nodes:
-            try:
-                conn = await Connection.open(host, port, username=self.username, password=self.password,
-                                             connect_timeout=self.connect_timeout, request_timeout=self.timeout,
-                                             ssl=self.ssl, max_frame=self.max_frame,
-                                             version=self.protocol_version_wanted)
-            except HandshakeError:
-                raise  # the node answered and said no: another node would say the same
-            except (IgniteConnectionError, IgniteTimeout) as exc:
-                errors.append(str(exc))
-                continue
-            if self._conn is not None:
-                self._reconnects += 1
-                self._late_replies_closed += self._conn.late_replies
-            self._conn = conn
+            raise IgniteConnectionError("ignite: the client is closed (call connect() first)")
+        conn = self._router.any()
+        if conn is not None:
             return conn
-        raise IgniteConnectionError("ignite: no node answered: " + "; ".join(errors))
+        return await self._router.wait_any(self.connect_timeout)
 
     def _tx_id(self) -> int | None:
-        tx = active_tx()
+        tx = active_tx(self)
         return tx.tx_id if tx is not None else None
 
     # -- requests ----------------------------------------------------------------------------
 
+    def _primary(self, cache_id: int, key: Any, buf: bytearray, key_at: int) -> Connection | None:
+        """The connection of the primary node of ``key`` (written in ``buf`` at ``key_at``)."""
+        return self._router.primary(cache_id, lambda fields: self.key_hash(key, fields, buf, key_at))
+
+    def key_hash(self, key: Any, key_fields: dict[int, int], buf: bytes | bytearray | None = None,
+                 at: int = 0) -> int | None:
+        """The hash the cluster places ``key`` by (affinity-key field aware); None if unknown."""
+        if buf is None or at >= len(buf) or buf[at] != TypeCode.COMPLEX_OBJ:
+            if isinstance(key, BinaryObject) or hasattr(key, "__dataclass_fields__"):
+                scratch = bytearray()
+                write_value(scratch, key, self.registry)
+                return self.key_hash(key, key_fields, scratch, 0)
+            try:
+                return java_hash(key)
+            except LocalProtocolError:
+                return None
+        type_id, stored = _OBJECT_HEADER.unpack_from(buf, at + 4)
+        field = key_fields.get(type_id)
+        if field is None:
+            return int(stored)
+        return self._affinity_field_hash(key, type_id, field)
+
+    def _affinity_field_hash(self, key: Any, type_id: int, field_id: int) -> int | None:
+        names = self.registry.field_names(type_id) or {}
+        name = names.get(field_id)
+        if name is None:
+            return None
+        value = key.fields.get(name) if isinstance(key, BinaryObject) else getattr(key, name, None)
+        meta = self.registry.get_type(type_id)
+        code = next((f.type_code for f in meta.fields if f.field_id == field_id), None) if meta else None
+        hint = _HINT_BY_CODE.get(code) if code is not None else None
+        try:
+            return java_hash(value, hint)
+        except LocalProtocolError:
+            return None
+
     async def _roundtrip(self, buf: bytearray, decode: Decoder, *, conn: Connection | None = None,
-                         timeout: float | None = None) -> Any:
-        """Send a request built with ``new_request`` and decode its reply payload."""
+                         timeout: float | None = None, retry: bool = False) -> Any:
+        """Send a request built with ``new_request`` and decode its reply payload.
+
+        ``retry``: the request is an idempotent read; if its connection is lost it is
+        sent again on another node under ``retry_policy``.  Never inside a transaction.
+        """
         if conn is None:
-            tx = active_tx()
+            tx = active_tx(self)
             if tx is not None:
                 conn = tx.conn  # a transaction's requests go to its own connection, never elsewhere
+                retry = False
             else:
-                conn = self._conn
-                if conn is None or conn.state is not State.READY:
-                    conn = await self._connection()
+                conn = self._router.any() or await self._connection()
         registry = self.registry
         if registry.has_pending:
             await self._push_types(conn)
-        reply = await conn.request(buf, self.timeout if timeout is None else timeout)
+        began = time.perf_counter()
+        try:
+            reply = await conn.request(buf, self.timeout if timeout is None else timeout)
+        except IgniteConnectionError:
+            if not retry:
+                raise
+            reply = await self._retry(buf, timeout)
+        elapsed = time.perf_counter() - began
+        self._latency[bisect.bisect_left(LATENCY_BUCKETS, elapsed)] += 1
+        self._latency_sum += elapsed
         frame, offset = reply.frame, reply.header.payload_offset
         for _ in range(_MAX_TYPE_ROUNDS):
             try:
@@ -190,6 +240,20 @@ class Client(LifecycleMixin):
             except UnknownBinaryTypes as missing:
                 await self._fetch_types(conn, missing.type_ids)
         raise RemoteProtocolError("ignite: binary types nested too deeply to resolve")
+
+    async def _retry(self, buf: bytearray, timeout: float | None) -> Any:
+        """Send an idempotent read again on any live node; the one place reads are retried."""
+        last: IgniteConnectionError | None = None
+        for delay in self.retry_policy.delays():
+            await asyncio.sleep(delay)
+            self._retries += 1
+            try:
+                conn = await self._connection()
+                return await conn.request(buf, self.timeout if timeout is None else timeout)
+            except IgniteConnectionError as exc:
+                last = exc
+        assert last is not None or self.retry_policy.attempts <= 1
+        raise last or IgniteConnectionError("ignite: connection lost and retries are off")
 
     async def _push_types(self, conn: Connection) -> None:
         for meta in self.registry.pending_types():
@@ -283,6 +347,25 @@ class Client(LifecycleMixin):
         The node is told the type's schema before the first request that carries one.
         """
         self.registry.register_class(cls, type_name, fields=fields, affinity_key_field=affinity_key_field)
+
+    # -- transactions and cluster state --
+
+    def tx_start(self, concurrency: TransactionConcurrency = TransactionConcurrency.PESSIMISTIC,
+                 isolation: TransactionIsolation = TransactionIsolation.REPEATABLE_READ, timeout: float = 0,
+                 label: str | None = None) -> Transaction:
+        """A transaction, for ``async with``: commits on normal exit, rolls back on an exception.
+
+        ``timeout`` is the node's transaction timeout in seconds (0: none).  See ``drivers.ignite.tx``.
+        """
+        return Transaction(self, concurrency, isolation, timeout, label)
+
+    async def get_cluster_state(self) -> ClusterState:
+        """INACTIVE, ACTIVE or ACTIVE_READ_ONLY (feature CLUSTER_STATES)."""
+        return await get_cluster_state(self)
+
+    async def set_cluster_state(self, state: ClusterState, *, timeout: float | None = None) -> None:
+        """Change the cluster's state (INACTIVE drops every in-memory cache)."""
+        await set_cluster_state(self, state, timeout=timeout)
 
 
 def _ignore(frame: memoryview, offset: int, registry: BinaryTypeRegistry) -> None:

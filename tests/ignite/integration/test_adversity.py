@@ -1,5 +1,8 @@
 """Bad bytes and silent peers: typed errors, no hangs, and the client recovers.
 
+Reads are retried on a lost connection by default; these tests turn retries off
+to see the error the lost request itself raised.
+
 The node is real; a proxy in front of it injects what a healthy node never
 sends (garbage, truncated and oversized frames) or holds its replies back.
 """
@@ -19,6 +22,7 @@ from drivers.ignite.errors import (
     IgniteTimeout,
     RemoteProtocolError,
 )
+from drivers.ignite.routing import NO_RETRY
 from tests.ignite.proxy import Proxy
 
 
@@ -41,7 +45,7 @@ async def _pending_get(client: Client, proxy: Proxy) -> asyncio.Future[object]:
     struct.pack("<i", 3) + b"abc",               # a frame too short for a reply header
 ])
 async def test_garbage_fails_pending_requests_with_the_protocol_error(proxy: Proxy, garbage: bytes) -> None:
-    async with Client([proxy.address], timeout=5) as client:
+    async with Client([proxy.address], timeout=5, retry_policy=NO_RETRY) as client:
         fut = await _pending_get(client, proxy)
         proxy.inject(garbage)
         with pytest.raises(RemoteProtocolError):
@@ -53,7 +57,7 @@ async def test_garbage_fails_pending_requests_with_the_protocol_error(proxy: Pro
 
 
 async def test_oversized_frame_is_refused(proxy: Proxy) -> None:
-    async with Client([proxy.address], timeout=5, max_frame=1 << 20) as client:
+    async with Client([proxy.address], timeout=5, max_frame=1 << 20, retry_policy=NO_RETRY) as client:
         fut = await _pending_get(client, proxy)
         proxy.inject(struct.pack("<i", 50 << 20))
         with pytest.raises(RemoteProtocolError, match="frame length"):
@@ -61,7 +65,7 @@ async def test_oversized_frame_is_refused(proxy: Proxy) -> None:
 
 
 async def test_truncated_frame_then_close_is_a_connection_error(proxy: Proxy) -> None:
-    async with Client([proxy.address], timeout=5) as client:
+    async with Client([proxy.address], timeout=5, retry_policy=NO_RETRY) as client:
         fut = await _pending_get(client, proxy)
         proxy.inject(struct.pack("<i", 100) + b"x" * 10)
         await asyncio.sleep(0.05)

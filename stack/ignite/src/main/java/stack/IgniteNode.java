@@ -21,7 +21,10 @@ import org.apache.ignite.Ignite;
 import org.apache.ignite.IgniteState;
 import org.apache.ignite.Ignition;
 import org.apache.ignite.IgnitionListener;
+import org.apache.ignite.cache.CacheMode;
+import org.apache.ignite.cache.affinity.rendezvous.RendezvousAffinityFunction;
 import org.apache.ignite.cluster.ClusterState;
+import org.apache.ignite.configuration.CacheConfiguration;
 import org.apache.ignite.configuration.ClientConnectorConfiguration;
 import org.apache.ignite.configuration.DataRegionConfiguration;
 import org.apache.ignite.configuration.DataStorageConfiguration;
@@ -314,7 +317,22 @@ public final class IgniteNode {
         cfg.setDataStorageConfiguration(storage);
 
         cfg.setAuthenticationEnabled(o.auth);
+
+        // Cache templates: a cache created by name (thin-client op 1051/1052) whose name
+        // matches "parts1000*" or "parts7*" gets 1000 or 7 partitions, so clients can test
+        // partition counts that are not a power of two (the thin-client cache configuration
+        // cannot set an affinity function).  No backups: a local peek on a node then finds a key
+        // only on its primary, which is how tests check where keys live.
+        cfg.setCacheConfiguration(partitionTemplate("parts1000*", 1000), partitionTemplate("parts7*", 7));
         return cfg;
+    }
+
+    private static CacheConfiguration<Object, Object> partitionTemplate(String name, int parts) {
+        CacheConfiguration<Object, Object> tpl = new CacheConfiguration<>(name);
+        tpl.setCacheMode(CacheMode.PARTITIONED);
+        tpl.setBackups(0);
+        tpl.setAffinity(new RendezvousAffinityFunction(false, parts));
+        return tpl;
     }
 
     /**

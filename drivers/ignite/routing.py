@@ -1,0 +1,351 @@
+"""Which connection a request goes to: nodes, partition maps, reconnects, retries.
+
+Rules of this file:
+- One connection per node address.  All are opened at start (at least one must
+  answer); a node that is down or lost is retried in the background with
+  exponential backoff and full jitter, capped, for as long as the client is open.
+- Partition awareness applies to PARTITIONED caches with the default rendezvous
+  affinity (the node says which with op 1101).  A key goes to its partition's
+  primary node; a cache whose map is not known yet, or a primary whose
+  connection is down, goes to any live node (the cluster forwards it).
+- A reply flagged "affinity topology changed" starts one background refresh of
+  every known map; requests keep flowing on the old maps meanwhile.  Nothing
+  here ever makes a key operation wait for a map.
+- Decisions are plain functions of the current state; the I/O (connects, map
+  fetches) runs in tasks the router owns and cancels on close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import random
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from drivers.ignite.codec.hashing import partition_for
+from drivers.ignite.connection import Connection, State, new_request
+from drivers.ignite.errors import HandshakeError, IgniteConnectionError, IgniteError
+from drivers.ignite.protocol.constants import OpCode
+from drivers.ignite.protocol.messages import CachePartitions, decode_cache_partitions, encode_cache_partitions
+
+Opener = Callable[[str, int], Awaitable[Connection]]
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Exponential backoff with full jitter: attempt n waits uniform(0, min(cap, base * 2**n))."""
+
+    base: float = 0.05
+    cap: float = 2.0
+
+    def delay(self, attempt: int) -> float:
+        return random.uniform(0.0, min(self.cap, self.base * (2 ** min(attempt, 30))))
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How often an idempotent read that failed on a lost connection is tried again.
+
+    ``attempts`` counts the first try.  Writes and anything inside a transaction are
+    never retried: a lost reply does not say whether the write happened.
+    """
+
+    attempts: int = 3
+    backoff: Backoff = field(default_factory=lambda: Backoff(0.02, 0.5))
+
+    def delays(self) -> Iterator[float]:
+        for attempt in range(max(0, self.attempts - 1)):
+            yield self.backoff.delay(attempt)
+
+
+NO_RETRY = RetryPolicy(attempts=1)
+
+
+@dataclass(eq=False)
+class Node:
+    """One node address and its connection (None while down)."""
+
+    host: str
+    port: int
+    conn: Connection | None = None
+    node_id: uuid.UUID | None = None
+    failures: int = 0
+    reconnects: int = 0
+    last_error: str | None = None
+    task: asyncio.Task[None] | None = None
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def ready(self) -> bool:
+        return self.conn is not None and self.conn.state is State.READY
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionMap:
+    """Primary node of each partition of one cache, and its affinity-key fields by key type id."""
+
+    primaries: tuple[uuid.UUID | None, ...]
+    key_fields: dict[int, int]
+
+    @property
+    def partitions(self) -> int:
+        return len(self.primaries)
+
+    def node_for_hash(self, h: int) -> uuid.UUID | None:
+        return self.primaries[partition_for(h, len(self.primaries))]
+
+
+NOT_APPLICABLE = PartitionMap((), {})
+
+
+def maps_from_reply(reply: CachePartitions) -> dict[int, PartitionMap]:
+    """Cache id -> map from an op 1101 reply (NOT_APPLICABLE for caches the client must not route)."""
+    out: dict[int, PartitionMap] = {}
+    for group in reply.groups:
+        if not group.applicable or group.default_affinity is False:
+            for cache in group.caches:
+                out[cache.cache_id] = NOT_APPLICABLE
+            continue
+        owners: list[uuid.UUID | None] = [None] * group.partition_count
+        for node_id, parts in group.partitions.items():
+            for p in parts:
+                if 0 <= p < len(owners):
+                    owners[p] = node_id
+        primaries = tuple(owners)
+        for cache in group.caches:
+            out[cache.cache_id] = PartitionMap(primaries, dict(cache.key_configs))
+    return out
+
+
+class Router:
+    """Owns the nodes' connections and the partition maps of one client."""
+
+    def __init__(self, addresses: list[tuple[str, int]], opener: Opener, *, partition_aware: bool = True,
+                 backoff: Backoff | None = None) -> None:
+        self.nodes = [Node(h, p) for h, p in addresses]
+        self.partition_aware = partition_aware
+        self.backoff = backoff or Backoff()
+        self.maps: dict[int, PartitionMap] = {}
+        self.map_version: tuple[int, int] = (-1, -1)
+        self.map_refreshes = 0
+        self._opener = opener
+        self._by_id: dict[uuid.UUID, Node] = {}
+        self._rr = itertools.count()
+        self._refresh: asyncio.Task[None] | None = None
+        self._wanted: set[int] = set()
+        self._closed = False
+        self._node_up = asyncio.Event()
+
+    # -- connections ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Connect to every node; at least one must answer.  The others keep being retried."""
+        self._closed = False
+        results = await asyncio.gather(*(self._open(n) for n in self.nodes), return_exceptions=True)
+        for r in results:
+            if isinstance(r, BaseException) and not isinstance(r, IgniteError):
+                raise r
+        if not any(n.ready for n in self.nodes):
+            errors = [r for r in results if isinstance(r, IgniteError)]
+            refused = [e for e in errors if isinstance(e, HandshakeError)]
+            if refused:
+                raise refused[0]  # the node answered and said no: retrying will not help
+            if len(errors) == 1:
+                raise errors[0]
+            detail = "; ".join(f"{n.address}: {n.last_error}" for n in self.nodes)
+            raise IgniteConnectionError(f"ignite: no node answered: {detail}")
+        for node in self.nodes:
+            if not node.ready:
+                self._schedule_reconnect(node)
+
+    async def _open(self, node: Node) -> None:
+        try:
+            conn = await self._opener(node.host, node.port)
+        except IgniteError as exc:
+            node.last_error = str(exc)
+            node.failures += 1
+            raise
+        self._attach(node, conn)
+
+    def _attach(self, node: Node, conn: Connection) -> None:
+        node.conn = conn
+        node.failures = 0
+        node.last_error = None
+        if conn.node_id is not None:
+            node.node_id = conn.node_id
+            self._by_id[conn.node_id] = node
+        self._node_up.set()
+
+    def lost(self, conn: Connection, reason: BaseException | None) -> None:
+        """A connection closed (the connection's on_lost callback): reconnect in the background."""
+        for node in self.nodes:
+            if node.conn is conn:
+                node.conn = None
+                node.last_error = str(reason) if reason else "connection lost"
+                if not self._closed:
+                    self._schedule_reconnect(node)
+        if not any(n.ready for n in self.nodes):
+            self._node_up.clear()
+
+    def _schedule_reconnect(self, node: Node) -> None:
+        if node.task is None or node.task.done():
+            node.task = asyncio.ensure_future(self._reconnect(node))
+
+    async def _reconnect(self, node: Node) -> None:
+        attempt = 0
+        while not self._closed and not node.ready:
+            await asyncio.sleep(self.backoff.delay(attempt))
+            attempt += 1
+            try:
+                conn = await self._opener(node.host, node.port)
+            except IgniteError as exc:
+                node.last_error = str(exc)
+                node.failures += 1
+                continue
+            if self._closed:
+                await conn.aclose()
+                return
+            node.reconnects += 1
+            self._attach(node, conn)
+            self.refresh_all()  # a node came back: the maps may have moved
+
+    def any(self) -> Connection | None:
+        """A live connection, round robin; None when every node is down."""
+        nodes = self.nodes
+        n = len(nodes)
+        start = next(self._rr)
+        for i in range(n):
+            node = nodes[(start + i) % n]
+            if node.ready:
+                return node.conn
+        return None
+
+    async def wait_any(self, timeout: float) -> Connection:
+        """A live connection, waiting up to ``timeout`` for a reconnect."""
+        conn = self.any()
+        if conn is not None:
+            return conn
+        for node in self.nodes:
+            self._schedule_reconnect(node)
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    await self._node_up.wait()
+                    conn = self.any()
+                    if conn is not None:
+                        return conn
+                    self._node_up.clear()
+        except TimeoutError:
+            detail = "; ".join(f"{n.address}: {n.last_error}" for n in self.nodes)
+            raise IgniteConnectionError(f"ignite: no node is reachable ({detail})") from None
+
+    async def aclose(self) -> None:
+        self._closed = True
+        tasks = [n.task for n in self.nodes if n.task is not None]
+        if self._refresh is not None:
+            tasks.append(self._refresh)
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        conns = [n.conn for n in self.nodes if n.conn is not None]
+        for n in self.nodes:
+            n.conn = None
+            n.task = None
+        await asyncio.gather(*(c.aclose() for c in conns), return_exceptions=True)
+
+    # -- partition awareness ----------------------------------------------------------------
+
+    def primary(self, cache_id: int, key_hash: Callable[[dict[int, int]], int | None]) -> Connection | None:
+        """The connection of the key's primary node, or None (then any node will do)."""
+        if not self.partition_aware:
+            return None
+        pmap = self.maps.get(cache_id)
+        if pmap is None:
+            self.want_map(cache_id)
+            return None
+        if pmap is NOT_APPLICABLE:
+            return None
+        h = key_hash(pmap.key_fields)
+        if h is None:
+            return None
+        node_id = pmap.node_for_hash(h)
+        node = self._by_id.get(node_id) if node_id is not None else None
+        if node is None or not node.ready:
+            return None
+        return node.conn
+
+    def map_for(self, cache_id: int) -> PartitionMap | None:
+        pmap = self.maps.get(cache_id)
+        if pmap is None and self.partition_aware:
+            self.want_map(cache_id)
+        return None if pmap is NOT_APPLICABLE else pmap
+
+    def node_conn(self, node_id: uuid.UUID | None) -> Connection | None:
+        node = self._by_id.get(node_id) if node_id is not None else None
+        return node.conn if node is not None and node.ready else None
+
+    def want_map(self, cache_id: int) -> None:
+        """Fetch the map of ``cache_id`` in the background (once)."""
+        if cache_id in self._wanted:
+            return
+        self._wanted.add(cache_id)
+        self._start_refresh()
+
+    def topology_changed(self, version: tuple[int, int]) -> None:
+        """A reply said the affinity topology moved on: refresh every map, in the background."""
+        if version > self.map_version:
+            self.refresh_all()
+
+    def refresh_all(self) -> None:
+        self._wanted.update(self.maps)
+        self._start_refresh()
+
+    def _start_refresh(self) -> None:
+        if self._closed or (self._refresh is not None and not self._refresh.done()):
+            return
+        self._refresh = asyncio.ensure_future(self._refresh_maps())
+
+    async def _refresh_maps(self) -> None:
+        while self._wanted and not self._closed:
+            ids = sorted(self._wanted)
+            self._wanted.clear()
+            conn = self.any()
+            if conn is None:
+                self._wanted.update(ids)
+                return
+            buf = new_request(OpCode.CACHE_PARTITIONS)
+            encode_cache_partitions(buf, ids, conn.features)
+            try:
+                reply = await conn.request(buf)
+                parsed = decode_cache_partitions(reply.frame, reply.header.payload_offset, conn.features)
+            except IgniteError:
+                await asyncio.sleep(self.backoff.delay(1))
+                self._wanted.update(ids)
+                continue
+            fresh = maps_from_reply(parsed)
+            for cache_id in ids:
+                fresh.setdefault(cache_id, NOT_APPLICABLE)
+            self.maps.update(fresh)
+            self.map_version = max(self.map_version, parsed.topology)
+            self.map_refreshes += 1
+
+    # -- observability ----------------------------------------------------------------------
+
+    def stats(self) -> list[dict[str, Any]]:
+        return [{
+            "address": n.address,
+            "node_id": str(n.node_id) if n.node_id else None,
+            "state": n.conn.state.value if n.conn is not None else "down",
+            "in_flight": n.conn.in_flight if n.conn is not None else 0,
+            "requests": n.conn.requests_sent if n.conn is not None else 0,
+            "late_replies": n.conn.late_replies if n.conn is not None else 0,
+            "reconnects": n.reconnects,
+            "last_error": n.last_error,
+        } for n in self.nodes]
+

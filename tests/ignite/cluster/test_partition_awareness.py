@@ -1,0 +1,112 @@
+"""Partition awareness on a real three-node cluster, checked against the nodes' own view.
+
+The truth comes from the cluster: in a cache without backups, a local peek sent
+to each node finds the key only on the node that owns it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import uuid
+from typing import Annotated, Any
+
+import pytest
+
+from drivers.ignite import Client, hints
+from drivers.ignite.cache import Cache
+from drivers.ignite.codec import write_value
+from drivers.ignite.protocol.constants import OpCode
+from drivers.ignite.protocol.messages import decode_value
+from tests.ignite.cluster.conftest import wait_for_map
+
+
+@dataclasses.dataclass
+class OrderKey:
+    order: int
+    region: Annotated[int, hints.Int]
+
+
+def keys_of(kind: str, n: int) -> list[Any]:
+    if kind == "long":
+        return [i * 7919 - 50_000 for i in range(n)]
+    if kind == "int":
+        return [hints.Int(i * 31 - 1000) for i in range(n)]
+    if kind == "string":
+        return [f"key-{i}-😀𝄞-{i * i}" for i in range(n)]
+    if kind == "uuid":
+        return [uuid.UUID(int=(i * 0x9E3779B97F4A7C15) % (1 << 128)) for i in range(n)]
+    if kind == "complex":
+        return [OrderKey(i, i % 5) for i in range(n)]
+    raise AssertionError(kind)
+
+
+async def primary_node_by_server(client: Client, cache: Cache, key: Any) -> uuid.UUID:
+    nodes = [n for n in client._router.nodes if n.ready]
+    found = await asyncio.gather(*(
+        cache._keyed(OpCode.CACHE_LOCAL_PEEK, decode_value, key, conn=n.conn) for n in nodes))
+    owners = [n.node_id for n, value in zip(nodes, found, strict=True) if value is not None]
+    assert len(owners) == 1, (key, owners)
+    assert owners[0] is not None
+    return owners[0]
+
+
+def routed_node(client: Client, cache: Cache, key: Any) -> uuid.UUID | None:
+    buf = bytearray()
+    write_value(buf, key, client.registry)
+    conn = client._primary(cache.cache_id, key, buf, 0)
+    assert conn is not None, f"no primary chosen for {key!r}"
+    return conn.node_id
+
+
+@pytest.mark.parametrize("template", ["pa_default", "parts1000", "parts7"])
+@pytest.mark.parametrize("kind", ["long", "int", "string", "uuid", "complex"])
+async def test_single_key_requests_go_to_the_primary_node(cclient: Client, template: str, kind: str) -> None:
+    cache = await cclient.get_or_create_cache(f"{template}_{kind}_{uuid.uuid4().hex[:6]}")
+    try:
+        keys = keys_of(kind, 400)
+        await cache.put_all([(k, i) for i, k in enumerate(keys)])
+        await wait_for_map(cclient, cache)
+        pmap = cclient._router.map_for(cache.cache_id)
+        assert pmap is not None
+        assert pmap.partitions == {"pa_default": 1024, "parts1000": 1000, "parts7": 7}[template]
+        truth = await asyncio.gather(*(primary_node_by_server(cclient, cache, k) for k in keys))
+        ours = [routed_node(cclient, cache, k) for k in keys]
+        mismatches = [(k, o, t) for k, o, t in zip(keys, ours, truth, strict=True) if o != t]
+        assert not mismatches, mismatches[:5]
+        assert len(set(truth)) == 3 or template == "parts7"  # keys spread over the nodes
+    finally:
+        await cache.destroy()
+
+
+async def test_requests_are_sent_on_the_primarys_connection(cclient: Client, ccache: Cache) -> None:
+    keys = list(range(300))
+    await ccache.put_all({k: k for k in keys})
+    await wait_for_map(cclient, ccache)
+    target = cclient._router.nodes[1]
+    mine = [k for k in keys if routed_node(cclient, ccache, k) == target.node_id]
+    assert mine
+    before = {n.address: n.conn.requests_sent for n in cclient._router.nodes if n.conn}
+    assert await asyncio.gather(*(ccache.get(k) for k in mine)) == mine
+    after = {n.address: n.conn.requests_sent for n in cclient._router.nodes if n.conn}
+    assert after[target.address] - before[target.address] == len(mine)
+    assert sum(after.values()) - sum(before.values()) == len(mine)
+
+
+async def test_grouped_batches_equal_per_key_calls(cclient: Client, ccache: Cache) -> None:
+    keys = [*range(0, 3000, 3), *(f"s{i}😀" for i in range(300))]
+    await ccache.put_all({k: f"v{k}" for k in keys})
+    await wait_for_map(cclient, ccache)
+    asked = [*keys, "missing-1", 10**12]
+    before = {n.address: n.conn.requests_sent for n in cclient._router.nodes if n.conn}
+    got = await ccache.get_all(asked)
+    after = {n.address: n.conn.requests_sent for n in cclient._router.nodes if n.conn}
+    assert all(after[a] - before[a] == 1 for a in after), (before, after)  # one request per node
+    singles = await asyncio.gather(*(ccache.get(k) for k in asked))
+    assert got == {k: v for k, v in zip(asked, singles, strict=True) if v is not None}
+    assert await ccache.contains_keys(keys) is True
+    assert await ccache.contains_keys([*keys, "missing-1"]) is False
+    await ccache.remove_keys(keys[:500])
+    assert await ccache.get_size() == len(keys) - 500
+    await ccache.clear_keys(keys[500:])
+    assert await ccache.get_size() == 0
