@@ -27,7 +27,7 @@ from typing import Any
 
 from drivers.ignite.codec.hashing import partition_for
 from drivers.ignite.connection import Connection, State, new_request
-from drivers.ignite.errors import HandshakeError, IgniteConnectionError, IgniteError
+from drivers.ignite.errors import HandshakeError, IgniteConnectionError, IgniteError, ServerError
 from drivers.ignite.protocol.constants import OpCode
 from drivers.ignite.protocol.messages import CachePartitions, decode_cache_partitions, encode_cache_partitions
 
@@ -312,6 +312,7 @@ class Router:
         self._refresh = asyncio.ensure_future(self._refresh_maps())
 
     async def _refresh_maps(self) -> None:
+        failures = 0
         while self._wanted and not self._closed:
             ids = sorted(self._wanted)
             self._wanted.clear()
@@ -324,8 +325,15 @@ class Router:
             try:
                 reply = await conn.request(buf)
                 parsed = decode_cache_partitions(reply.frame, reply.header.payload_offset, conn.features)
+            except ServerError:
+                for cache_id in ids:  # e.g. a cache destroyed meanwhile: route it to any node
+                    self.maps[cache_id] = NOT_APPLICABLE
+                continue
             except IgniteError:
-                await asyncio.sleep(self.backoff.delay(1))
+                failures += 1
+                if failures > 5:
+                    return  # the next topology change or reconnect asks again
+                await asyncio.sleep(self.backoff.delay(failures))
                 self._wanted.update(ids)
                 continue
             fresh = maps_from_reply(parsed)
