@@ -87,56 +87,50 @@ def _timed_sync(scenario: str, seconds: float, unit: int, step: Callable[[int], 
 KEYS = 10_000
 
 
-async def bench_ours(host: str, port: int, seconds: float, table: str) -> list[Result]:
+async def bench_async(label: str, cache: Any, select: Callable[[int], Awaitable[None]], seconds: float) -> list[Result]:
+    """The async scenarios for one client: ``cache`` has get/put/get_all/put_all, ``select`` runs the SQL."""
     out: list[Result] = []
+    await cache.put_all({i: VALUE for i in range(KEYS)})
+    for c in (1, 16, 64):
+        out.append(await _timed(f"put c={c}", label, seconds, 1, lambda i: cache.put(i % KEYS, VALUE), c))
+        out.append(await _timed(f"get c={c}", label, seconds, 1, lambda i: cache.get(i % KEYS), c))
+    for n in (100, 1000):
+        batch = {i: VALUE for i in range(n)}
+        keys = list(range(n))
+        out.append(await _timed(f"put_all {n}", label, seconds, 1, lambda i, b=batch: cache.put_all(b), 4))
+        out.append(await _timed(f"get_all {n}", label, seconds, 1, lambda i, k=keys: cache.get_all(k), 4))
+    out.append(await _timed("sql 10k rows", label, seconds, 1, select, 1))
+    return out
+
+
+async def bench_ours(host: str, port: int, seconds: float, table: str) -> list[Result]:
     async with Client([(host, port)]) as client:
         cache = await client.get_or_create_cache("bench_ours")
-        await cache.put_all({i: VALUE for i in range(KEYS)})
-        for c in (1, 16, 64):
-            out.append(await _timed(f"put c={c}", "this client", seconds, 1,
-                                    lambda i: cache.put(i % KEYS, VALUE), c))
-            out.append(await _timed(f"get c={c}", "this client", seconds, 1,
-                                    lambda i: cache.get(i % KEYS), c))
-        for n in (100, 1000):
-            batch = {i: VALUE for i in range(n)}
-            keys = list(range(n))
-            out.append(await _timed(f"put_all {n}", "this client", seconds, 1, lambda i, b=batch: cache.put_all(b), 4))
-            out.append(await _timed(f"get_all {n}", "this client", seconds, 1, lambda i, k=keys: cache.get_all(k), 4))
 
         async def select(i: int) -> None:
             rows = [r async for r in client.sql(f"SELECT id, name FROM {table}", page_size=1024)]
             assert len(rows) == KEYS
 
-        out.append(await _timed("sql 10k rows", "this client", seconds, 1, select, 1))
-        await cache.destroy()
-    return out
+        try:
+            return await bench_async("this client", cache, select, seconds)
+        finally:
+            await cache.destroy()
 
 
 async def bench_py_aio(host: str, port: int, seconds: float, table: str) -> list[Result]:
-    out: list[Result] = []
     client = PyAioClient()
     async with client.connect(host, port):
         cache = await client.get_or_create_cache("bench_pyaio")
-        await cache.put_all({i: VALUE for i in range(KEYS)})
-        for c in (1, 16, 64):
-            out.append(await _timed(f"put c={c}", "pyignite aio", seconds, 1,
-                                    lambda i: cache.put(i % KEYS, VALUE), c))
-            out.append(await _timed(f"get c={c}", "pyignite aio", seconds, 1,
-                                    lambda i: cache.get(i % KEYS), c))
-        for n in (100, 1000):
-            batch = {i: VALUE for i in range(n)}
-            keys = list(range(n))
-            out.append(await _timed(f"put_all {n}", "pyignite aio", seconds, 1, lambda i, b=batch: cache.put_all(b), 4))
-            out.append(await _timed(f"get_all {n}", "pyignite aio", seconds, 1, lambda i, k=keys: cache.get_all(k), 4))
 
         async def select(i: int) -> None:
             async with client.sql(f"SELECT id, name FROM {table}", page_size=1024) as cursor:
                 rows = [r async for r in cursor]
             assert len(rows) == KEYS
 
-        out.append(await _timed("sql 10k rows", "pyignite aio", seconds, 1, select, 1))
-        await cache.destroy()
-    return out
+        try:
+            return await bench_async("pyignite aio", cache, select, seconds)
+        finally:
+            await cache.destroy()
 
 
 def bench_py_sync(host: str, port: int, seconds: float, table: str) -> list[Result]:

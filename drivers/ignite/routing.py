@@ -203,16 +203,10 @@ class Router:
             await asyncio.sleep(self.backoff.delay(attempt))
             attempt += 1
             try:
-                conn = await self._opener(node.host, node.port)
-            except IgniteError as exc:
-                node.last_error = str(exc)
-                node.failures += 1
+                await self._open(node)  # aclose() cancels this task before closing connections
+            except IgniteError:
                 continue
-            if self._closed:
-                await conn.aclose()
-                return
             node.reconnects += 1
-            self._attach(node, conn)
             self.refresh_all()  # a node came back: the maps may have moved
 
     def any(self) -> Connection | None:
