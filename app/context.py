@@ -15,6 +15,7 @@ from app.settings import Settings
 from drivers.base import ManagedClient
 from drivers.errors import BackendTimeout, DriverError
 from drivers.ignite import Client as IgniteClient
+from drivers.ignite.cache import Cache
 from drivers.mongo import MongoClient
 from drivers.mysql import MySQLClient
 from drivers.redis import RedisClient
@@ -33,6 +34,30 @@ class Context:
     ignite: IgniteClient
     started: list[ManagedClient] = field(default_factory=list)
     draining: bool = False
+    in_flight: int = 0
+    _caches: dict[str, Cache] = field(default_factory=dict)
+    _idle: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def request_started(self) -> None:
+        self.in_flight += 1
+        self._idle.clear()
+
+    def request_finished(self) -> None:
+        self.in_flight -= 1
+        if self.in_flight <= 0:
+            self.in_flight = 0
+            self._idle.set()
+
+    async def drained(self, timeout: float) -> bool:
+        """Wait until no request is in flight; False when ``timeout`` passed first."""
+        if self.in_flight == 0:
+            return True
+        try:
+            async with asyncio.timeout(timeout):
+                await self._idle.wait()
+        except TimeoutError:
+            return False
+        return True
 
     @classmethod
     def build(cls, settings: Settings) -> Context:
@@ -44,13 +69,20 @@ class Context:
                               connect_timeout_s=m.connect_timeout_s, query_timeout_s=m.query_timeout_s),
             redis=RedisClient(host=r.host, port=r.port, db=r.db, password=r.password, pool_max=r.pool_max,
                               pool_wait_timeout_s=r.pool_wait_timeout_s, connect_timeout_s=r.connect_timeout_s,
-                              socket_timeout_s=r.socket_timeout_s),
+                              socket_timeout_s=r.socket_timeout_s, read_retries=r.read_retries),
             mongo=MongoClient(host=g.host, port=g.port, database=g.database, pool_max=g.pool_max,
                               server_selection_timeout_s=g.server_selection_timeout_s,
                               connect_timeout_s=g.connect_timeout_s, socket_timeout_s=g.socket_timeout_s),
             ignite=IgniteClient(i.nodes, username=i.username, password=i.password,
                                 timeout=i.request_timeout_s, connect_timeout=i.connect_timeout_s),
         )
+
+    async def ignite_cache(self, name: str) -> Cache:
+        """The named Ignite cache, created on first use (once per process)."""
+        cache = self._caches.get(name)
+        if cache is None:
+            cache = self._caches[name] = await self.ignite.get_or_create_cache(name)
+        return cache
 
     @property
     def clients(self) -> list[ManagedClient]:

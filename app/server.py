@@ -1,31 +1,64 @@
-"""Building the Tornado application and serving it on uvloop."""
+"""Building the Tornado application and serving it on uvloop, with a graceful shutdown.
+
+Shutdown, on SIGTERM or SIGINT:
+
+1. ``/readyz`` answers 503 (``draining``) — for ``shutdown_grace_s`` while still listening,
+   so a load balancer can notice;
+2. the listener closes: no new connections;
+3. requests in flight get ``shutdown_timeout_s`` to finish (kept-alive connections are then closed);
+4. the clients close in reverse order of start; the process exits 0.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import signal
 import sys
+from typing import Any
 
 import tornado.httpserver
 import tornado.web
 import uvloop
 
+from app import logs, metrics
 from app.context import Context, StartupFailed
+from app.handlers import fanout, ignite, mongo, mysql, redis
 from app.handlers.base import NotFoundHandler
 from app.handlers.health import HealthHandler, ReadyHandler
+from app.handlers.metrics import MetricsHandler
+from app.handlers.now import NowHandler
 from app.settings import Settings
+
+# (URL pattern, handler, route name used in metrics and access logs)
+ROUTES: list[tuple[str, type[tornado.web.RequestHandler], str]] = [
+    (r"/healthz", HealthHandler, "healthz"),
+    (r"/readyz", ReadyHandler, "readyz"),
+    (r"/metrics", MetricsHandler, "metrics"),
+    (r"/now", NowHandler, "now"),
+    (r"/mysql/items/([^/]+)", mysql.ItemHandler, "mysql_item"),
+    (r"/mysql/sleep", mysql.SleepHandler, "mysql_sleep"),
+    (r"/mongo/docs", mongo.DocsHandler, "mongo_docs"),
+    (r"/mongo/docs/([^/]+)", mongo.DocHandler, "mongo_doc"),
+    (r"/redis/kv/([^/]+)", redis.KeyHandler, "redis_kv"),
+    (r"/redis/counters/([^/]+)/incr", redis.IncrHandler, "redis_incr"),
+    (r"/redis/blpop/([^/]+)", redis.BlockingPopHandler, "redis_blpop"),
+    (r"/ignite/cache/([^/]+)", ignite.CacheKeyHandler, "ignite_cache"),
+    (r"/ignite/items/([^/]+)", ignite.SqlItemHandler, "ignite_item"),
+    (r"/ignite/range", ignite.RangeHandler, "ignite_range"),
+    (r"/fanout/([^/]+)", fanout.FanoutHandler, "fanout"),
+]
 
 
 def make_app(ctx: Context) -> tornado.web.Application:
-    deps = {"ctx": ctx}
+    routes: list[Any] = [(pattern, handler, {"ctx": ctx, "route": name}) for pattern, handler, name in ROUTES]
     return tornado.web.Application(
-        [
-            (r"/healthz", HealthHandler, deps),
-            (r"/readyz", ReadyHandler, deps),
-        ],
+        routes,
         default_handler_class=NotFoundHandler,
-        default_handler_args=deps,
+        default_handler_args={"ctx": ctx, "route": "unmatched"},
         compress_response=False,
+        log_function=logs.AccessLog(ctx.settings.server.access_log),
     )
 
 
@@ -37,29 +70,50 @@ async def serve_forever(settings: Settings) -> int:
     except StartupFailed as exc:
         print(f"error: cannot start: {exc}", file=sys.stderr)
         return 2
-    server = tornado.httpserver.HTTPServer(make_app(ctx), xheaders=True)
+    s = settings.server
+    # Tornado's own limit answers with a bare 400 and a closed connection; the handlers give JSON up to
+    # max_json_bytes, so the transport limit only stops absurd bodies.
+    server = tornado.httpserver.HTTPServer(make_app(ctx), xheaders=True, max_body_size=max(s.max_json_bytes * 16,
+                                                                                           1 << 20))
     try:
-        server.listen(settings.server.port, settings.server.host, reuse_port=settings.server.workers != 1)
+        server.listen(s.port, s.host, reuse_port=s.workers != 1)
     except OSError as exc:
         await ctx.aclose()
-        print(f"error: cannot listen on {settings.server.host}:{settings.server.port}: {exc.strerror}",
-              file=sys.stderr)
+        print(f"error: cannot listen on {s.host}:{s.port}: {exc.strerror}", file=sys.stderr)
         return 2
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    print(f"serving on http://{settings.server.host}:{settings.server.port}", flush=True)
+    sampler = asyncio.create_task(metrics.sample_forever(ctx.clients, lambda: ctx.in_flight, s.loop_lag_interval_s))
+    print(f"serving on http://{s.host}:{s.port} (pid {os.getpid()})", flush=True)
     await stop.wait()
-    ctx.draining = True
-    server.stop()
-    try:
-        await asyncio.wait_for(server.close_all_connections(), settings.server.shutdown_timeout_s)
-    except TimeoutError:
-        pass
-    await ctx.aclose()
+    await _shut_down(ctx, server, settings)
+    sampler.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await sampler
     return 0
 
 
+async def _shut_down(ctx: Context, server: tornado.httpserver.HTTPServer, settings: Settings) -> None:
+    s = settings.server
+    ctx.draining = True
+    if s.shutdown_grace_s > 0:
+        await asyncio.sleep(s.shutdown_grace_s)
+    server.stop()
+    drained = await ctx.drained(s.shutdown_timeout_s)
+    if not drained:
+        print(f"warning: {ctx.in_flight} requests still in flight after {s.shutdown_timeout_s:g} s; closing",
+              file=sys.stderr)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(server.close_all_connections(), 1.0)
+    try:
+        await ctx.aclose()
+    except* Exception as group:
+        for exc in group.exceptions:
+            print(f"warning: while closing: {exc}", file=sys.stderr)
+
+
 def serve(settings: Settings) -> int:
-    return uvloop.run(serve_forever(settings))
+    logs.configure()
+    return int(uvloop.run(serve_forever(settings)))

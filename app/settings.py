@@ -23,8 +23,15 @@ MYSQL_PORT = 13306
 REDIS_PORT = 16379
 MONGO_PORT = 27117
 IGNITE_CLIENT_PORT = 10800          # node i listens on IGNITE_CLIENT_PORT + i
-IGNITE_DISCOVERY_PORT = 47500       # node i: IGNITE_DISCOVERY_PORT + i
-IGNITE_COMMUNICATION_PORT = 47100   # node i: IGNITE_COMMUNICATION_PORT + i
+# Ignite's own defaults (47500, 47100) lie inside Linux's ephemeral port range (32768-60999):
+# a client socket's source port in TIME-WAIT there makes a node fail to bind at start.  Every
+# port of the stack is kept below 32768.
+IGNITE_DISCOVERY_PORT = 24500       # node i: IGNITE_DISCOVERY_PORT + i (list: +0..+9)
+IGNITE_COMMUNICATION_PORT = 24100   # node i: IGNITE_COMMUNICATION_PORT + i
+# The secure node (TLS + authentication, its own one-node cluster): `ignite-secure` in the stack.
+IGNITE_SECURE_PORT = 10900
+IGNITE_SECURE_DISCOVERY_PORT = 24600  # discovery list 127.0.0.1:24600..24609
+IGNITE_SECURE_COMMUNICATION_PORT = 24200
 
 
 class MySQLSettings(BaseModel):
@@ -53,6 +60,7 @@ class RedisSettings(BaseModel):
     pool_wait_timeout_s: float = 2.0
     connect_timeout_s: float = 2.0
     socket_timeout_s: float = 5.0
+    read_retries: int = 2               # retries for idempotent commands after a lost connection
 
     @property
     def address(self) -> str:
@@ -92,9 +100,16 @@ class IgniteSettings(BaseModel):
 class ServerSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = 8888
-    workers: int = 1
+    workers: int = 1                    # 0: one per CPU
     readiness_timeout_s: float = 1.0
-    shutdown_timeout_s: float = 10.0
+    shutdown_grace_s: float = 0.0       # /readyz says 503 this long before the listener stops
+    shutdown_timeout_s: float = 10.0    # in-flight requests get this long to finish
+    max_json_bytes: int = 64 * 1024     # larger JSON bodies are refused with 400
+    max_sleep_s: float = 5.0            # upper bound of ?s= on the deliberately slow endpoints
+    max_range: int = 20_000_000         # upper bound of ?n= on the Ignite range query
+    access_log: bool = True             # one JSON line per request on stdout
+    loop_lag_interval_s: float = 0.25   # how often the event-loop lag and pool gauges are sampled
+    metrics_dir: str | None = None      # Prometheus multiprocess directory (workers > 1); default: a temp dir
 
 
 class Settings(BaseSettings):

@@ -1,10 +1,14 @@
-"""MongoDB through PyMongo's native ``AsyncMongoClient`` (no thread pool, unlike Motor)."""
+"""MongoDB through PyMongo's native ``AsyncMongoClient`` (no thread pool, unlike Motor).
+
+PyMongo still uses a thread underneath in one place: the TLS handshake.  Pool
+occupancy is counted from PyMongo's connection-pool events (called on the loop).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from pymongo import AsyncMongoClient
+from pymongo import AsyncMongoClient, monitoring
 from pymongo import errors as merr
 from pymongo.asynchronous.database import AsyncDatabase
 
@@ -24,6 +28,47 @@ def _convert(exc: BaseException) -> DriverError | None:
     return None
 
 
+class _PoolCounter(monitoring.ConnectionPoolListener):
+    """Connections open and checked out, from PyMongo's pool events."""
+
+    def __init__(self) -> None:
+        self.open = 0
+        self.in_use = 0
+
+    def connection_created(self, event: monitoring.ConnectionCreatedEvent) -> None:
+        self.open += 1
+
+    def connection_closed(self, event: monitoring.ConnectionClosedEvent) -> None:
+        self.open = max(0, self.open - 1)
+
+    def connection_checked_out(self, event: monitoring.ConnectionCheckedOutEvent) -> None:
+        self.in_use += 1
+
+    def connection_checked_in(self, event: monitoring.ConnectionCheckedInEvent) -> None:
+        self.in_use = max(0, self.in_use - 1)
+
+    def pool_cleared(self, event: monitoring.PoolClearedEvent) -> None:
+        pass
+
+    def pool_created(self, event: monitoring.PoolCreatedEvent) -> None:
+        pass
+
+    def pool_ready(self, event: monitoring.PoolReadyEvent) -> None:
+        pass
+
+    def pool_closed(self, event: monitoring.PoolClosedEvent) -> None:
+        pass
+
+    def connection_ready(self, event: monitoring.ConnectionReadyEvent) -> None:
+        pass
+
+    def connection_check_out_started(self, event: monitoring.ConnectionCheckOutStartedEvent) -> None:
+        pass
+
+    def connection_check_out_failed(self, event: monitoring.ConnectionCheckOutFailedEvent) -> None:
+        pass
+
+
 class MongoClient(LifecycleMixin):
     """One AsyncMongoClient for the process; ``.db`` is the application database."""
 
@@ -33,11 +78,14 @@ class MongoClient(LifecycleMixin):
                  server_selection_timeout_s: float = 2.0, connect_timeout_s: float = 2.0,
                  socket_timeout_s: float = 10.0) -> None:
         self.address = f"{host}:{port}"
+        self.pool_max = pool_max
+        self._pool = _PoolCounter()
         self._client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
             host, port, directConnection=True, maxPoolSize=pool_max,
             serverSelectionTimeoutMS=int(server_selection_timeout_s * 1000),
             connectTimeoutMS=int(connect_timeout_s * 1000),
             socketTimeoutMS=int(socket_timeout_s * 1000), connect=False,
+            event_listeners=[self._pool],
         )
         self.db: AsyncDatabase[dict[str, Any]] = self._client[database]
         self._started = False
@@ -59,4 +107,6 @@ class MongoClient(LifecycleMixin):
         return converted(_convert)
 
     def stats(self) -> dict[str, Any]:
-        return {"address": self.address, "started": self._started}
+        pool = self._pool
+        return {"address": self.address, "started": self._started, "in_use": pool.in_use,
+                "idle": max(0, pool.open - pool.in_use), "max": self.pool_max}

@@ -105,4 +105,4 @@ class MySQLClient(LifecycleMixin):
         if pool is None:
             return {"address": self.address, "started": False}
         return {"address": self.address, "started": True, "size": pool.size,
-                "free": pool.freesize, "in_use": pool.size - pool.freesize, "max": pool.maxsize}
+                "free": pool.freesize, "idle": pool.freesize, "in_use": pool.size - pool.freesize, "max": pool.maxsize}

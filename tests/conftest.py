@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -32,6 +34,14 @@ def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> d
     return {"uvloop": uvloop.new_event_loop}
 
 
+async def run_app_async(*args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m app ARGS`` without blocking the event loop of an async test."""
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "app", *args, cwd=ROOT,
+                                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = await proc.communicate()
+    return subprocess.CompletedProcess(list(args), proc.returncode or 0, out.decode(), err.decode())
+
+
 @pytest.fixture(scope="session")
 def stack() -> None:
     """The local stack is up (started here if `make test` did not already)."""
@@ -48,10 +58,15 @@ def settings(stack: None) -> Settings:
 class ServerProcess:
     """``python -m app serve`` as a child process on a free port."""
 
-    def __init__(self, port: int, proc: subprocess.Popen[str]) -> None:
+    def __init__(self, port: int, proc: subprocess.Popen[str], stdout: Path) -> None:
         self.port = port
         self.proc = proc
         self.url = f"http://127.0.0.1:{port}"
+        self.stdout_path = stdout
+
+    def stdout(self) -> str:
+        """What the server wrote to stdout so far (the access log)."""
+        return self.stdout_path.read_text()
 
     def stop(self) -> int:
         if self.proc.poll() is None:
@@ -70,11 +85,14 @@ def free_port() -> int:
 
 
 def start_server(*extra: str, env: dict[str, str] | None = None, wait: bool = True) -> ServerProcess:
+    """The server's stdout (one access-log line per request) goes to a file: a pipe nobody reads would fill."""
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "app", "serve", "--port", str(port), *extra], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, **(env or {})})
-    server = ServerProcess(port, proc)
+    fd, name = tempfile.mkstemp(prefix=f"asyncstack-serve-{port}-", suffix=".log")
+    with os.fdopen(fd, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "app", "serve", "--port", str(port), *extra], cwd=ROOT,
+                                stdout=out, stderr=subprocess.PIPE, text=True,
+                                env={**os.environ, **(env or {})})
+    server = ServerProcess(port, proc, Path(name))
     if wait:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -94,5 +112,33 @@ def start_server(*extra: str, env: dict[str, str] | None = None, wait: bool = Tr
 @pytest.fixture
 def server(stack: None) -> Iterator[ServerProcess]:
     srv = start_server()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="session")
+def seeded(stack: None) -> None:
+    """The items every data endpoint reads exist in all four backends (``python -m app seed``)."""
+    done = run_app("seed", timeout=120)
+    if done.returncode != 0:
+        pytest.fail(f"seeding failed:\n{done.stdout}\n{done.stderr}")
+
+
+# Pools big enough for the 200-request concurrency tests.
+BIG_POOLS = {"ASYNCSTACK_MYSQL__POOL_MAX": "240", "ASYNCSTACK_REDIS__POOL_MAX": "240",
+             "ASYNCSTACK_REDIS__POOL_WAIT_TIMEOUT_S": "5"}
+
+
+@pytest.fixture(scope="module")
+def service(seeded: None) -> Iterator[ServerProcess]:
+    """One server for a whole test module, over seeded data, with big pools.
+
+    Seeds again: Redis keeps nothing on disk, and other tests restart it (pytest-asyncio runs
+    async tests in an order of its own, so "seeded once, before the restarts" does not hold).
+    """
+    done = run_app("seed", timeout=120)
+    if done.returncode != 0:
+        pytest.fail(f"seeding failed:\n{done.stdout}\n{done.stderr}")
+    srv = start_server(env=BIG_POOLS)
     yield srv
     srv.stop()

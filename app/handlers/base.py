@@ -1,7 +1,21 @@
-"""The base handler: JSON responses and the one place exceptions become error responses."""
+"""The base handler: JSON responses, input checks, and the one place exceptions become error responses.
+
+Every error a client sees is JSON with the request id::
+
+    {"error": "backend unavailable", "backend": "redis", "detail": "...", "request_id": "..."}
+
+DriverError groups map to 503 (unavailable), 504 (timeout) and 502 (the backend's own error);
+``HTTPError(400, ...)`` carries a message saying what was wrong with the input; anything else is
+a 500 whose traceback goes to the log, never to the client.
+"""
 
 from __future__ import annotations
 
+import logging
+import math
+import re
+import uuid
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -10,22 +24,104 @@ import tornado.web
 from app.context import Context
 from drivers.errors import BackendError, BackendTimeout, BackendUnavailable, DriverError
 
+log = logging.getLogger("app.error")
+
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+_KEY = re.compile(r"[A-Za-z0-9._:-]{1,200}")
+_JSON_TYPES = ("application/json",)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def dumps(body: Any) -> bytes:
+    return orjson.dumps(body, default=_json_default)
+
 
 class BaseHandler(tornado.web.RequestHandler):
     ctx: Context
+    route: str = "unmatched"
+    request_id: str = ""
 
-    def initialize(self, ctx: Context) -> None:
+    def initialize(self, ctx: Context, route: str = "unmatched") -> None:
         self.ctx = ctx
+        self.route = route
+        ctx.request_started()
+
+    def on_finish(self) -> None:
+        self.ctx.request_finished()
+
+    def set_default_headers(self) -> None:
+        if not self.request_id:
+            given = self.request.headers.get("X-Request-ID", "")
+            self.request_id = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+        self.set_header("X-Request-ID", self.request_id)
 
     def write_json(self, body: Any, status: int = 200) -> None:
         self.set_status(status)
         self.set_header("Content-Type", "application/json")
-        self.finish(orjson.dumps(body))
+        self.finish(dumps(body))
+
+    # -- input -------------------------------------------------------------------------------
+
+    def int_arg(self, value: str, name: str = "id") -> int:
+        """A path segment that must be a decimal integer, else 400."""
+        try:
+            number = int(value, 10)
+        except ValueError:
+            raise tornado.web.HTTPError(400, "%s must be an integer, not %r", name, value[:64]) from None
+        if not -(2**31) <= number < 2**31:
+            raise tornado.web.HTTPError(400, "%s is out of range: %s", name, value[:64])
+        return number
+
+    def key_arg(self, value: str) -> str:
+        if not _KEY.fullmatch(value):
+            raise tornado.web.HTTPError(400, "a key is 1-200 characters of A-Z a-z 0-9 . _ : -, not %r",
+                                        value[:64])
+        return value
+
+    def number_query(self, name: str, low: float, high: float, *, integer: bool = False) -> float:
+        """A required query argument in [low, high], else 400."""
+        raw = self.get_query_argument(name, None)
+        if raw is None:
+            raise tornado.web.HTTPError(400, "missing query argument %s (a number from %g to %g)", name, low, high)
+        try:
+            value = float(int(raw)) if integer else float(raw)
+        except ValueError:
+            kind = "an integer" if integer else "a number"
+            raise tornado.web.HTTPError(400, "%s must be %s, not %r", name, kind, raw[:64]) from None
+        if not (math.isfinite(value) and low <= value <= high):
+            raise tornado.web.HTTPError(400, "%s must be from %g to %g, not %s", name, low, high, raw[:64])
+        return value
+
+    def json_body(self) -> dict[str, Any]:
+        """The request body as a JSON object; 400 for a wrong content type, oversized or malformed body."""
+        ctype = self.request.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        if ctype not in _JSON_TYPES:
+            raise tornado.web.HTTPError(400, "Content-Type must be application/json, not %r", ctype or "(none)")
+        body, limit = self.request.body, self.ctx.settings.server.max_json_bytes
+        if len(body) > limit:
+            raise tornado.web.HTTPError(400, "the JSON body is %d bytes; at most %d are accepted", len(body), limit)
+        try:
+            value = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise tornado.web.HTTPError(400, "malformed JSON body: %s", str(exc)) from None
+        if not isinstance(value, dict):
+            raise tornado.web.HTTPError(400, "the JSON body must be an object, not %s", type(value).__name__)
+        return value
+
+    # -- errors ------------------------------------------------------------------------------
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
-        if isinstance(value, DriverError):
-            return  # an expected backend failure: answered as 503/504 JSON, no traceback in the log
-        super().log_exception(typ, value, tb)
+        if isinstance(value, DriverError | tornado.web.HTTPError):
+            return  # expected: answered as JSON, and the access log has the status
+        log.error("unhandled error in %s %s (request %s)", self.request.method, self.request.path,
+                  self.request_id, exc_info=(typ, value, tb))
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
@@ -41,10 +137,11 @@ class BaseHandler(tornado.web.RequestHandler):
             message = exc.log_message % exc.args if exc.log_message and exc.args else exc.log_message
             body = {"error": message or self._reason}
         else:
-            body = {"error": self._reason}
+            body = {"error": self._reason if status_code != 500 else "internal server error"}
+        body["request_id"] = self.request_id
         self.set_status(status_code)
         self.set_header("Content-Type", "application/json")
-        self.finish(orjson.dumps(body))
+        self.finish(dumps(body))
 
 
 class NotFoundHandler(BaseHandler):

@@ -1,0 +1,64 @@
+"""Structured logs: one JSON object per line.
+
+Access lines (``app.access``) go to stdout, one per request, with the request
+id; everything else (warnings, tracebacks) goes to stderr, also as JSON.
+Writes are line-buffered and synchronous: point stdout at a file or a pipe that
+is read (a full pipe would stall the loop).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from typing import Any
+
+import orjson
+import tornado.web
+
+from app import metrics
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {"ts": round(record.created, 6), "level": record.levelname.lower(),
+                                 "logger": record.name, "pid": os.getpid(), "msg": record.getMessage()}
+        if record.exc_info:
+            entry["traceback"] = self.formatException(record.exc_info)
+        return orjson.dumps(entry).decode()
+
+
+def configure() -> None:
+    """Send every log record to stderr as JSON; Tornado's own access log is replaced by ``log_request``."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+    logging.getLogger("tornado.access").disabled = True
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(line_buffering=True)
+
+
+class AccessLog:
+    """The Application's ``log_function``: request metrics always, a JSON access line when enabled."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.pid = os.getpid()
+
+    def __call__(self, handler: tornado.web.RequestHandler) -> None:
+        request, status = handler.request, handler.get_status()
+        seconds = request.request_time()
+        route = getattr(handler, "route", "unmatched")
+        metrics.observe_request(route, request.method or "", status, seconds)
+        if not self.enabled:
+            return
+        line = orjson.dumps({
+            "ts": round(time.time(), 6), "level": "info", "logger": "app.access", "pid": self.pid,
+            "request_id": getattr(handler, "request_id", ""), "method": request.method, "path": request.path,
+            "route": route, "status": status, "duration_ms": round(seconds * 1000, 3),
+            "remote": request.remote_ip,
+        })
+        sys.stdout.write(line.decode() + "\n")

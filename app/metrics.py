@@ -1,0 +1,105 @@
+"""Prometheus metrics of the service, and the sampler that keeps the gauges current.
+
+With more than one worker, ``PROMETHEUS_MULTIPROC_DIR`` must be set before this
+module is first imported (``app.workers`` does it before forking): each worker
+then writes its samples to files there and ``/metrics`` in any worker merges all
+of them.  Gauges say how they merge (``livesum``: summed over live workers,
+``livemax``: the worst worker).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+
+from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
+
+from drivers.base import ManagedClient
+from drivers.errors import BackendTimeout, BackendUnavailable, DriverError
+
+__all__ = ["CONTENT_TYPE", "backend_call", "observe_request", "render", "sample_forever"]
+
+MULTIPROCESS = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+REQUESTS = Counter("http_requests_total", "HTTP requests answered, by route, method and status",
+                   ["route", "method", "status"])
+REQUEST_LATENCY = Histogram("http_request_duration_seconds", "Time to answer an HTTP request, by route",
+                            ["route", "method"], buckets=_LATENCY_BUCKETS)
+IN_FLIGHT = Gauge("http_requests_in_flight", "HTTP requests being handled", multiprocess_mode="livesum")
+BACKEND_LATENCY = Histogram("backend_call_duration_seconds", "Time of one backend call, by backend and operation",
+                            ["backend", "op"], buckets=_LATENCY_BUCKETS)
+BACKEND_ERRORS = Counter("backend_errors_total", "Failed backend calls, by backend and kind "
+                         "(unavailable, timeout, error)", ["backend", "kind"])
+POOL = Gauge("backend_pool_connections", "Pooled backend connections, by backend and state (in_use, idle)",
+             ["backend", "state"], multiprocess_mode="livesum")
+IGNITE = Gauge("ignite_client", "The Ignite client's own counters (in_flight, requests, late_replies, "
+               "reconnects, connected, retries, partition_map_refreshes)", ["stat"], multiprocess_mode="livesum")
+LOOP_LAG = Gauge("event_loop_lag_seconds", "How late the event loop woke a timer at the last sample",
+                 multiprocess_mode="livemax")
+
+_IGNITE_STATS = ("in_flight", "requests", "late_replies", "reconnects", "connected", "retries",
+                 "partition_map_refreshes")
+
+
+def observe_request(route: str, method: str, status: int, seconds: float) -> None:
+    REQUESTS.labels(route, method, str(status)).inc()
+    REQUEST_LATENCY.labels(route, method).observe(seconds)
+
+
+def _kind(exc: DriverError) -> str:
+    if isinstance(exc, BackendTimeout):
+        return "timeout"
+    if isinstance(exc, BackendUnavailable):
+        return "unavailable"
+    return "error"
+
+
+@contextmanager
+def backend_call(backend: str, op: str) -> Iterator[None]:
+    """Time one backend call; count it as an error of its kind if it raises a DriverError."""
+    began = time.perf_counter()
+    try:
+        yield
+    except DriverError as exc:
+        BACKEND_ERRORS.labels(backend, _kind(exc)).inc()
+        raise
+    finally:
+        BACKEND_LATENCY.labels(backend, op).observe(time.perf_counter() - began)
+
+
+def sample_clients(clients: Sequence[ManagedClient]) -> None:
+    """Copy pool occupancy and the Ignite client's counters into the gauges."""
+    for client in clients:
+        stats = client.stats()
+        if "in_use" in stats:
+            POOL.labels(client.name, "in_use").set(stats["in_use"])
+            POOL.labels(client.name, "idle").set(stats.get("idle", 0))
+        if client.name == "ignite":
+            for stat in _IGNITE_STATS:
+                IGNITE.labels(stat).set(float(stats.get(stat) or 0))
+
+
+async def sample_forever(clients: Sequence[ManagedClient], in_flight: Callable[[], int], interval: float) -> None:
+    """Every ``interval``: how late the loop woke us (its lag), requests in flight, and the client gauges."""
+    loop = asyncio.get_running_loop()
+    while True:
+        began = loop.time()
+        await asyncio.sleep(interval)
+        LOOP_LAG.set(max(0.0, loop.time() - began - interval))
+        IN_FLIGHT.set(in_flight())
+        sample_clients(clients)
+
+
+def render() -> bytes:
+    """The exposition text: this process's registry, or every worker's files in multiprocess mode."""
+    if MULTIPROCESS:
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry)
+    return generate_latest(REGISTRY)

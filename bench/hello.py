@@ -1,0 +1,32 @@
+"""A bare Tornado hello-world on uvloop: the baseline the service's endpoints are measured against.
+
+    .venv/bin/python -m bench.hello PORT
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+
+import tornado.web
+import uvloop
+
+
+class Hello(tornado.web.RequestHandler):
+    def get(self) -> None:
+        self.write("Hello, world")
+
+
+async def main(port: int) -> None:
+    app = tornado.web.Application([(r"/", Hello)])
+    app.listen(port, "127.0.0.1")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+if __name__ == "__main__":
+    uvloop.run(main(int(sys.argv[1])))
