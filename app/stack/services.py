@@ -12,16 +12,24 @@ import getpass
 import json
 import os
 import shutil
+import ssl
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from app.settings import (
     IGNITE_COMMUNICATION_PORT,
     IGNITE_DISCOVERY_PORT,
+    IGNITE_SECURE_COMMUNICATION_PORT,
+    IGNITE_SECURE_DISCOVERY_PORT,
+    IGNITE_SECURE_PORT,
+    STACK_HOST,
     Settings,
 )
 from app.stack import probes
 from app.stack.process import ROOT, STATE, SetupFailed, run
+from drivers.errors import BackendUnavailable
+from drivers.ignite import Client as IgniteClient
 
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "asyncstack"
 FERRETDB_MODULE = "github.com/FerretDB/FerretDB"
@@ -238,6 +246,97 @@ class IgniteNode(Service):
         return await probes.ignite(self.host, self.port, settings.ignite)
 
 
+class SecureIgniteNode(IgniteNode):
+    """A one-node cluster of its own with TLS on the thin-client port and authentication.
+
+    Its TLS material is made once with ``keytool`` under ``.stack/ignite-secure/tls/``:
+    a throwaway CA (``ca.pem`` for clients), the node's key store signed by it for
+    127.0.0.1/localhost, and a trust store holding the CA.  Authentication implies
+    persistence (the node activates its cluster itself); the user is ignite/ignite.
+    """
+
+    USERNAME = "ignite"
+    PASSWORD = "ignite"
+    STORE_PASSWORD = "asyncstack"  # the key and trust stores' password: a throwaway
+
+    @classmethod
+    def stack(cls) -> SecureIgniteNode:
+        """The stack's secure node, at the addresses ``app.settings`` names."""
+        return cls("ignite-secure", STACK_HOST, IGNITE_SECURE_PORT, startup_timeout_s=120.0)
+
+    @property
+    def tls_dir(self) -> Path:
+        return self.dir / "tls"
+
+    @property
+    def ca_file(self) -> Path:
+        return self.tls_dir / "ca.pem"
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """A client TLS context that trusts this node's throwaway CA (and checks the host)."""
+        return ssl.create_default_context(cafile=str(self.ca_file))
+
+    def _has_tls_material(self) -> bool:
+        return all((self.tls_dir / f).exists() for f in ("ca.pem", "keystore.p12", "truststore.p12"))
+
+    def make_tls_material(self) -> None:
+        """CA, node key store and trust store, made once (in a scratch folder, then moved in place)."""
+        if self._has_tls_material():
+            return
+        if shutil.which("keytool") is None:
+            raise SetupFailed("ignite-secure: `keytool` (it comes with Java) is not on PATH")
+        self.dir.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(prefix="tls-", dir=self.dir))
+        pw = self.STORE_PASSWORD
+
+        def keytool(*args: str) -> None:
+            run(["keytool", *args], what="ignite-secure: making the TLS key stores", cwd=scratch)
+
+        store = ["-storetype", "PKCS12", "-storepass", pw, "-keypass", pw]
+        keytool("-genkeypair", "-alias", "ca", "-keyalg", "RSA", "-keysize", "2048", "-validity", "3650",
+                "-dname", "CN=asyncstack throwaway test CA", "-ext", "bc:c", "-keystore", "ca.p12", *store)
+        keytool("-exportcert", "-rfc", "-alias", "ca", "-keystore", "ca.p12", "-storepass", pw, "-file", "ca.pem")
+        keytool("-genkeypair", "-alias", "node", "-keyalg", "RSA", "-keysize", "2048", "-validity", "3650",
+                "-dname", "CN=127.0.0.1", "-keystore", "keystore.p12", *store)
+        keytool("-certreq", "-alias", "node", "-keystore", "keystore.p12", "-storepass", pw, "-file", "node.csr")
+        keytool("-gencert", "-rfc", "-alias", "ca", "-keystore", "ca.p12", "-storepass", pw, "-infile", "node.csr",
+                "-outfile", "node.pem", "-validity", "3650", "-ext", "san=ip:127.0.0.1,dns:localhost",
+                "-ext", "ku:c=digitalSignature,keyEncipherment", "-ext", "eku=serverAuth")
+        keytool("-importcert", "-noprompt", "-alias", "ca", "-file", "ca.pem", "-keystore", "keystore.p12",
+                "-storepass", pw)
+        keytool("-importcert", "-noprompt", "-alias", "node", "-file", "node.pem", "-keystore", "keystore.p12",
+                "-storepass", pw)
+        keytool("-importcert", "-noprompt", "-alias", "ca", "-file", "ca.pem", "-keystore", "truststore.p12",
+                "-storetype", "PKCS12", "-storepass", pw)
+        if self._has_tls_material():  # another `stack up` made them meanwhile: keep theirs
+            shutil.rmtree(scratch, ignore_errors=True)
+            return
+        shutil.rmtree(self.tls_dir, ignore_errors=True)  # an incomplete earlier attempt
+        scratch.rename(self.tls_dir)
+
+    def prepare(self) -> list[str]:
+        self.make_tls_material()
+        java = super().prepare()
+        java = java[:java.index("stack.IgniteNode") + 1]
+        return [*java, "--name", self.name, "--work-dir", str(self.dir / "work"),
+                "--client-port", str(self.port),
+                "--discovery-port", str(IGNITE_SECURE_DISCOVERY_PORT),
+                "--discovery-addresses",
+                f"127.0.0.1:{IGNITE_SECURE_DISCOVERY_PORT}..{IGNITE_SECURE_DISCOVERY_PORT + 9}",
+                "--communication-port", str(IGNITE_SECURE_COMMUNICATION_PORT),
+                "--auth", "--ssl-keystore", str(self.tls_dir / "keystore.p12"),
+                "--ssl-truststore", str(self.tls_dir / "truststore.p12"), "--ssl-password", self.STORE_PASSWORD]
+
+    async def probe(self, settings: Settings, *, bootstrap: bool = False) -> str:
+        if not self.ca_file.exists():
+            raise BackendUnavailable(f"ignite-secure: no TLS material yet ({self.ca_file})", backend="ignite")
+        timeout = settings.ignite.connect_timeout_s
+        async with IgniteClient([(self.host, self.port)], username=self.USERNAME, password=self.PASSWORD,
+                                ssl=self.ssl_context(), timeout=timeout, connect_timeout=timeout) as client:
+            await client.ping()
+            return f"Ignite thin client {client.protocol_version_text}, TLS, user {self.USERNAME}"
+
+
 def services(settings: Settings, ignite_nodes: int = 1) -> list[Service]:
     """The stack's services at the addresses the settings name, in start order."""
     ignite_host, ignite_port = settings.ignite.nodes[0]
@@ -251,11 +350,12 @@ def services(settings: Settings, ignite_nodes: int = 1) -> list[Service]:
         Redis("redis", settings.redis.host, settings.redis.port, startup_timeout_s=15.0),
         FerretDB("mongo", settings.mongo.host, settings.mongo.port, startup_timeout_s=30.0),
         *nodes,
+        SecureIgniteNode.stack(),
     ]
 
 
 def known_ignite_nodes() -> int:
     """How many Ignite nodes this stack has state for (at least one)."""
     root = STATE
-    return max(1, len([p for p in root.glob("ignite-*") if p.is_dir()])) if root.is_dir() else 1
+    return max(1, len([p for p in root.glob("ignite-[0-9]*") if p.is_dir()])) if root.is_dir() else 1
 

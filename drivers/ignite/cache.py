@@ -219,6 +219,9 @@ class Cache:
         """Store many entries: one request per primary node, sent in parallel."""
         items = list(pairs.items() if isinstance(pairs, dict) else pairs)
         groups = self._by_node([k for k, _ in items])
+        if groups is None and active_tx(self._client) is not None:
+            await self._put_all(items, None)  # from this task: a transaction is used only by its own task
+            return
         parts = [(None, items)] if groups is None else [
             (conn, [items[i] for i in idxs]) for conn, idxs in groups.items()]
         await asyncio.gather(*(self._put_all(part, conn) for conn, part in parts))

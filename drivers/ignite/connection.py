@@ -13,6 +13,11 @@ Rules of this file:
 - Any desync (bad frame, unknown reply) fails every pending request with the
   protocol error and closes the socket: no attempt to resynchronise.
 - States: CONNECTING -> HANDSHAKING -> READY -> CLOSED; CLOSED is final.
+- Heartbeats (feature HEARTBEAT): right after the handshake the node's idle
+  timeout is asked once (op 2, not waited for); a timer then sends op 1 whenever
+  no request left for one interval (a third of that timeout, or
+  ``heartbeat_interval``), at most one in flight.  A failed heartbeat (or op 2)
+  closes the connection with ``IgniteConnectionError``.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import enum
+import functools
 import heapq
 import socket
 import struct
@@ -35,11 +41,13 @@ from drivers.ignite.errors import (
     LocalProtocolError,
     ProtocolError,
     RemoteProtocolError,
+    ServerError,
     server_error,
 )
 from drivers.ignite.protocol.constants import (
     CLIENT_FEATURES,
     Feature,
+    OpCode,
     ProtocolVersion,
     ResponseFlag,
     features_intersection,
@@ -60,6 +68,7 @@ _NOTIFICATION = int(ResponseFlag.NOTIFICATION)  # plain ints: IntFlag arithmetic
 _TOPOLOGY_CHANGED = int(ResponseFlag.AFFINITY_TOPOLOGY_CHANGED)
 _LENGTH = struct.Struct("<i")
 _REQUEST_ID = struct.Struct("<q")  # at offset 6, after the length and the op code
+_I64 = struct.Struct("<q")
 
 
 class State(enum.Enum):
@@ -86,7 +95,8 @@ class Connection(asyncio.Protocol):
 
     def __init__(self, host: str, port: int, *, request_timeout: float, max_frame: int = 256 << 20,
                  on_topology: Callable[[tuple[int, int]], None] | None = None,
-                 on_lost: Callable[[Connection, BaseException | None], None] | None = None) -> None:
+                 on_lost: Callable[[Connection, BaseException | None], None] | None = None,
+                 heartbeat_interval: float | None = None) -> None:
         self.host = host
         self.port = port
         self.request_timeout = request_timeout
@@ -114,6 +124,13 @@ class Connection(asyncio.Protocol):
         self._closed = self._loop.create_future()
         self._on_topology = on_topology
         self._on_lost = on_lost
+        self.heartbeat_interval = heartbeat_interval  # None: a third of the node's idle timeout; 0: off
+        self.idle_timeout: float | None = None  # the node's, in seconds (0: none), once asked
+        self.heartbeats_sent = 0
+        self._heartbeat_every = 0.0
+        self._heartbeat_timer: asyncio.TimerHandle | None = None
+        self._heartbeat_reply: asyncio.Future[Reply] | None = None  # op 1 or 2 in flight
+        self._heartbeat_seen = -1  # requests_sent at the last tick
 
     # -- opening ---------------------------------------------------------------------------------
 
@@ -135,6 +152,7 @@ class Connection(asyncio.Protocol):
                 raise
             if isinstance(reply, HandshakeAccepted):
                 conn._accept(reply)
+                conn._start_heartbeats(connect_timeout)
                 return conn
             conn.abort()
             proposed = ProtocolVersion(*reply.server_version)
@@ -167,7 +185,10 @@ class Connection(asyncio.Protocol):
                 f"{where}: the reply to the handshake is not Ignite's ({exc}); is this a thin-client port?"
             ) from exc
         except OSError as exc:
-            raise IgniteConnectionError(f"{where}: {exc.strerror or exc}") from exc
+            reason = exc.strerror or str(exc) or type(exc).__name__
+            if ssl is not None and self.state is State.CONNECTING and not isinstance(exc, ConnectionRefusedError):
+                reason += " during the TLS handshake (does this port serve TLS?)"
+            raise IgniteConnectionError(f"{where}: {reason}") from exc
 
     def _accept(self, reply: HandshakeAccepted) -> None:
         self.features = features_intersection(CLIENT_FEATURES, reply.features) if reply.features else b""
@@ -323,6 +344,68 @@ class Connection(asyncio.Protocol):
     def in_flight(self) -> int:
         return len(self._pending)
 
+    # -- heartbeats --------------------------------------------------------------------------------
+
+    def _start_heartbeats(self, timeout: float) -> None:
+        """Ask the node's idle timeout (op 2); its reply arms the heartbeat timer.
+
+        The reply is not waited for: the connection is usable at once.  No answer
+        within ``timeout`` closes the connection, as a failed heartbeat does.
+        """
+        if self.heartbeat_interval == 0 or not self.has(Feature.HEARTBEAT):
+            return
+        _, reply = self.send(begin_request(OpCode.GET_IDLE_TIMEOUT, 0), timeout)
+        self._heartbeat_reply = reply
+        reply.add_done_callback(functools.partial(self._heartbeat_answered, "the idle-timeout query",
+                                                  self._arm_heartbeats))
+
+    def _arm_heartbeats(self, reply: Reply) -> None:
+        self.idle_timeout = _I64.unpack_from(reply.frame, reply.header.payload_offset)[0] / 1000
+        every = self.heartbeat_interval if self.heartbeat_interval is not None else self.idle_timeout / 3
+        if every > 0 and self.state is State.READY:
+            self._heartbeat_every = every
+            self._heartbeat_seen = self.requests_sent
+            self._heartbeat_timer = self._loop.call_later(every, self._heartbeat_tick)
+
+    def _heartbeat_tick(self) -> None:
+        """Send a heartbeat if no request left since the last tick and none is in flight."""
+        self._heartbeat_timer = None
+        if self.state is not State.READY:
+            return
+        idle = self.requests_sent == self._heartbeat_seen
+        in_flight = self._heartbeat_reply is not None and not self._heartbeat_reply.done()
+        if idle and not in_flight:
+            timeout = min(self.request_timeout, max(self._heartbeat_every, 1.0))
+            _, reply = self.send(begin_request(OpCode.HEARTBEAT, 0), timeout)
+            self.heartbeats_sent += 1
+            self._heartbeat_reply = reply
+            reply.add_done_callback(functools.partial(self._heartbeat_answered, "a heartbeat", None))
+        self._heartbeat_seen = self.requests_sent  # a heartbeat is not activity of its own
+        self._heartbeat_timer = self._loop.call_later(self._heartbeat_every, self._heartbeat_tick)
+
+    def _heartbeat_answered(self, what: str, then: Callable[[Reply], None] | None,
+                            reply: asyncio.Future[Reply]) -> None:
+        """The reply to op 1 or 2 arrived, or its deadline passed: no answer closes the connection."""
+        if reply.cancelled():
+            return
+        exc = reply.exception()
+        if isinstance(exc, ServerError):
+            return  # the node answered (and the connection lives); it just will not do this
+        if exc is not None:
+            if self.state is not State.CLOSED and isinstance(exc, IgniteError):
+                error = IgniteConnectionError(f"ignite {self.host}:{self.port}: no answer to {what} "
+                                              f"({exc}); connection closed")
+                error.__cause__ = exc
+                self._fail(error)
+            return
+        if then is not None:
+            then(reply.result())
+
+    def _stop_heartbeats(self) -> None:
+        if self._heartbeat_timer is not None:
+            self._heartbeat_timer.cancel()
+            self._heartbeat_timer = None
+
     # -- closing -----------------------------------------------------------------------------------
 
     def _closed_error(self) -> IgniteError:
@@ -349,6 +432,7 @@ class Connection(asyncio.Protocol):
             if handle is not None:
                 handle.cancel()
         self._timer = self._sweeper = None
+        self._stop_heartbeats()
         pending, self._pending = self._pending, {}
         self._deadlines.clear()
         self._fifo.clear()

@@ -6,6 +6,10 @@
         │   └── HandshakeError                   the node refused the handshake
         │       └── AuthenticationError          bad credentials (server code 2000)
         ├── IgniteTimeout                        (BackendTimeout, TimeoutError) connect/handshake/request deadline
+        ├── TransactionError                     a transaction used where it cannot be
+        │   ├── TransactionNested                a task already in a transaction started another
+        │   ├── TransactionNotOwned              a task other than the one that started it used it
+        │   └── TransactionClosed                used after commit or rollback
         ├── ProtocolError                        the two sides disagree about the bytes
         │   ├── LocalProtocolError               we were asked to send something we cannot encode
         │   └── RemoteProtocolError              the peer sent garbage, a truncated or oversized frame
@@ -16,7 +20,8 @@
             ├── ResourceDoesNotExist  1011
             ├── SecurityViolation     1012
             ├── TxLimitExceeded       1020
-            └── TxNotFound            1021
+            ├── TxNotFound            1021
+            └── TransactionConflict   1     an optimistic transaction's commit met a conflicting write
 
 This module imports only the standard library and ``drivers.errors``; the
 sans-I/O protocol and codec packages raise from it.
@@ -53,6 +58,22 @@ class AuthenticationError(HandshakeError):
 
 class IgniteTimeout(IgniteError, BackendTimeout):
     """A connect, handshake or request deadline passed."""
+
+
+class TransactionError(IgniteError):
+    """A transaction was used where it cannot be (a local mistake; nothing is sent)."""
+
+
+class TransactionNested(TransactionError):
+    """The task is already in a transaction: Ignite transactions do not nest."""
+
+
+class TransactionNotOwned(TransactionError):
+    """A task other than the one that started the transaction tried to use it."""
+
+
+class TransactionClosed(TransactionError):
+    """The transaction was already committed or rolled back."""
 
 
 class ProtocolError(IgniteError):
@@ -107,6 +128,13 @@ class TxLimitExceeded(ServerError):
 
 class TxNotFound(ServerError):
     status = 1021
+
+
+class TransactionConflict(ServerError):
+    """The node refused to commit an optimistic transaction: another write conflicted (retry it).
+
+    Ignite answers with the generic status 1 and a "read/write conflict" message.
+    """
 
 
 _BY_STATUS: dict[int, type[ServerError]] = {
