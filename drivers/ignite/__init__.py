@@ -23,22 +23,31 @@ from drivers.ignite.protocol.cache_config import (
     QueryIndex,
     WriteSyncMode,
 )
+from drivers.ignite.protocol.messages import ClusterState
+from drivers.ignite.routing import Backoff, RetryPolicy
+from drivers.ignite.tx import Transaction, TransactionConcurrency, TransactionIsolation
 
 __all__ = [
     "AtomicityMode",
+    "Backoff",
     "BinaryObject",
     "Cache",
     "CacheConfig",
     "CacheMode",
     "Client",
+    "ClusterState",
     "ExpiryPolicy",
     "IndexType",
     "PeekMode",
     "QueryEntity",
     "QueryField",
     "QueryIndex",
+    "RetryPolicy",
     "ScanCursor",
     "SqlFieldsCursor",
+    "Transaction",
+    "TransactionConcurrency",
+    "TransactionIsolation",
     "WriteSyncMode",
     "hints",
 ]

@@ -66,7 +66,8 @@ class Client(LifecycleMixin):
                  password: str | None = None, timeout: float = 10.0, connect_timeout: float = 5.0,
                  ssl: Any = None, max_frame: int = 256 << 20, compact_footer: bool = True,
                  protocol_version: tuple[int, int, int] = (1, 7, 0), partition_aware: bool = True,
-                 retry_policy: RetryPolicy | None = None, reconnect_backoff: Backoff | None = None) -> None:
+                 retry_policy: RetryPolicy | None = None, reconnect_backoff: Backoff | None = None,
+                 heartbeat_interval: float | None = None) -> None:
         self.nodes: list[tuple[str, int]] = [(str(h), int(p)) for h, p in (nodes or [("127.0.0.1", 10800)])]
         if not self.nodes:
             raise ValueError("Client needs at least one (host, port) node address")
@@ -78,6 +79,7 @@ class Client(LifecycleMixin):
         self.max_frame = max_frame
         self.protocol_version_wanted = ProtocolVersion(*protocol_version)
         self.retry_policy = retry_policy or RetryPolicy()
+        self.heartbeat_interval = heartbeat_interval  # None: a third of the node's idle timeout; 0: off
         self.registry = BinaryTypeRegistry(compact_footer=compact_footer)
         self._router = Router(self.nodes, self._open_connection, partition_aware=partition_aware,
                               backoff=reconnect_backoff)
@@ -116,7 +118,8 @@ class Client(LifecycleMixin):
         conn = await Connection.open(host, port, username=self.username, password=self.password,
                                      connect_timeout=self.connect_timeout, request_timeout=self.timeout,
                                      ssl=self.ssl, max_frame=self.max_frame, version=self.protocol_version_wanted,
-                                     on_lost=self._router.lost, on_topology=self._router.topology_changed)
+                                     on_lost=self._router.lost, on_topology=self._router.topology_changed,
+                                     heartbeat_interval=self.heartbeat_interval)
         self._version = conn.version
         return conn
 
