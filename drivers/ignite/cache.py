@@ -131,7 +131,7 @@ class Cache:
         for value in rest:
             write_value(buf, value, registry)
         buf += tail
-        if conn is None and active_tx(self._client) is None:
+        if conn is None and client._router.partition_aware and active_tx(client) is None:
             conn = client._primary(self.cache_id, key, buf, key_at)
         return await client._roundtrip(buf, decode, conn=conn, retry=read)
 

@@ -129,7 +129,8 @@ class Router:
     def __init__(self, addresses: list[tuple[str, int]], opener: Opener, *, partition_aware: bool = True,
                  backoff: Backoff | None = None) -> None:
         self.nodes = [Node(h, p) for h, p in addresses]
-        self.partition_aware = partition_aware
+        # With one address every request goes there anyway: skip the hashing altogether.
+        self.partition_aware = partition_aware and len(self.nodes) > 1
         self.backoff = backoff or Backoff()
         self.maps: dict[int, PartitionMap] = {}
         self.map_version: tuple[int, int] = (-1, -1)

@@ -24,11 +24,17 @@ def cluster(settings: Settings) -> list[tuple[str, int]]:
     return NODES
 
 
-async def wait_for_map(client: Client, cache: Cache, timeout: float = 10.0) -> None:
-    """Partition maps are fetched in the background; wait until this cache's is in."""
+async def wait_for_map(client: Client, cache: Cache, timeout: float = 30.0) -> None:
+    """Partition maps are fetched in the background; wait until this cache's is in.
+
+    Right after a node joined (an earlier test restarts one), the cluster may call the map
+    not applicable until rebalancing ends; the next reply flagged "topology changed" makes the
+    client ask again, so keep sending requests while waiting, as an application would.
+    """
     async with asyncio.timeout(timeout):
         while client._router.map_for(cache.cache_id) is None:
-            await asyncio.sleep(0.02)
+            await cache.get("wait-for-map")
+            await asyncio.sleep(0.05)
 
 
 async def wait_for_nodes(client: Client, count: int, timeout: float = 30.0) -> None:

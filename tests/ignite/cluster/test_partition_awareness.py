@@ -13,9 +13,10 @@ from typing import Annotated, Any
 
 import pytest
 
-from drivers.ignite import Client, hints
+from drivers.ignite import CacheConfig, CacheMode, Client, hints
 from drivers.ignite.cache import Cache
 from drivers.ignite.codec import write_value
+from drivers.ignite.protocol.cache_config import CacheKeyConfiguration
 from drivers.ignite.protocol.constants import OpCode
 from drivers.ignite.protocol.messages import decode_value
 from tests.ignite.cluster.conftest import wait_for_map
@@ -110,3 +111,38 @@ async def test_grouped_batches_equal_per_key_calls(cclient: Client, ccache: Cach
     assert await ccache.get_size() == len(keys) - 500
     await ccache.clear_keys(keys[500:])
     assert await ccache.get_size() == 0
+
+
+async def test_affinity_key_field_of_complex_keys_decides_the_node(cclient: Client) -> None:
+    cache = await cclient.create_cache(CacheConfig(
+        name=f"affinity_{uuid.uuid4().hex[:8]}", cache_mode=CacheMode.PARTITIONED, backups=0,
+        key_configurations=(CacheKeyConfiguration("OrderKey", "region"),)))
+    try:
+        keys = [OrderKey(order, region) for region in range(6) for order in range(40)]
+        await cache.put_all([(k, k.order) for k in keys])
+        await wait_for_map(cclient, cache)
+        pmap = cclient._router.map_for(cache.cache_id)
+        assert pmap is not None and pmap.key_fields  # the cluster told us about the affinity field
+        truth = await asyncio.gather(*(primary_node_by_server(cclient, cache, k) for k in keys))
+        ours = [routed_node(cclient, cache, k) for k in keys]
+        assert ours == truth
+        by_region: dict[int, set[uuid.UUID]] = {}
+        for key, node in zip(keys, truth, strict=True):
+            by_region.setdefault(key.region, set()).add(node)
+        assert all(len(nodes) == 1 for nodes in by_region.values())  # colocated by region
+    finally:
+        await cache.destroy()
+
+
+async def test_stats_report_nodes_latency_and_maps(cclient: Client, ccache: Cache) -> None:
+    await ccache.put_all({k: k for k in range(100)})
+    await wait_for_map(cclient, ccache)
+    await asyncio.gather(*(ccache.get(k) for k in range(100)))
+    stats = cclient.stats()
+    assert [n["state"] for n in stats["nodes"]] == ["ready"] * 3
+    assert all(n["node_id"] for n in stats["nodes"])
+    assert sum(stats["latency_counts"]) >= 100
+    assert len(stats["latency_counts"]) == len(stats["latency_buckets"]) + 1
+    assert stats["partition_map_refreshes"] >= 1
+    assert stats["partition_map_version"][0] > 0
+    assert stats["requests"] >= 100

@@ -24,6 +24,7 @@ from drivers.ignite import Client
 from drivers.ignite.connection import Connection, State, new_request
 from drivers.ignite.errors import IgniteConnectionError
 from drivers.ignite.protocol.constants import OpCode
+from drivers.ignite.routing import Backoff
 from tests.ignite.proxy import Proxy
 
 IDLE_TIMEOUT_MS = 1500
@@ -137,6 +138,19 @@ async def test_without_heartbeats_the_node_closes_an_idle_connection(idle_node: 
             await conn.request(new_request(OpCode.HEARTBEAT))
     finally:
         conn.abort()
+
+
+async def test_client_heartbeat_interval_zero_lets_the_node_close_idle_connections(
+        idle_node: tuple[str, int]) -> None:
+    async with Client([idle_node], connect_timeout=5.0, heartbeat_interval=0,
+                      reconnect_backoff=Backoff(0.05, 0.2)) as client:
+        first = await client._connection()
+        waited = await _wait_closed(first, within=6.0)
+        assert first.state is State.CLOSED and first.heartbeats_sent == 0
+        assert waited >= IDLE_TIMEOUT_MS / 1000 * 0.9
+        cache = await client.get_or_create_cache("heartbeat_off")  # the router reconnected
+        await cache.put(1, 1)
+        assert client.stats()["reconnects"] >= 1
 
 
 async def test_an_unanswered_heartbeat_closes_the_connection_with_a_connection_error(settings: Settings) -> None:
