@@ -171,6 +171,11 @@ class Client(LifecycleMixin):
         tx = active_tx(self)
         return tx.tx_id if tx is not None else None
 
+    async def _request_connection(self) -> Connection:
+        """The connection for a request without a key: the transaction's, else any live one."""
+        tx = active_tx(self)
+        return tx.conn if tx is not None else await self._connection()
+
     # -- requests ----------------------------------------------------------------------------
 
     def _primary(self, cache_id: int, key: Any, buf: bytearray, key_at: int) -> Connection | None:

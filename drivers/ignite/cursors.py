@@ -142,7 +142,7 @@ class SqlFieldsCursor(_Cursor):
 
     async def _first(self) -> None:
         client = self._client
-        conn = await client._connection()
+        conn = await client._request_connection()
         self._conn = conn
         buf = new_request(OpCode.QUERY_SQL_FIELDS)
         encode_sql_fields(buf, client.registry, self._cache_id, self._query, self._args,
@@ -176,7 +176,7 @@ class ScanCursor(_Cursor):
 
     async def _first(self) -> None:
         client = self._client
-        conn = await client._connection()
+        conn = await client._request_connection()
         self._conn = conn
         buf = new_request(OpCode.QUERY_SCAN)
         encode_scan(buf, client.registry, self._cache_id, page_size=self._page_size,
