@@ -213,3 +213,24 @@ async def test_transactions_need_protocol_1_5(settings: Settings) -> None:
         with pytest.raises(LocalProtocolError, match=r"1\.5\.0"):
             async with old.tx_start():
                 pass
+
+
+async def test_queries_inside_a_transaction_run_on_its_connection(settings: Settings) -> None:
+    # With several nodes a query could land on any connection; inside a transaction it must
+    # use the transaction's (the node knows the tx id only there) and must not fail.
+    nodes = [*settings.ignite.nodes, ("127.0.0.1", 10801), ("127.0.0.1", 10802)]
+    async with Client(nodes) as multi:
+        cache = await multi.get_or_create_cache(
+            CacheConfig(name="tx_queries", atomicity_mode=AtomicityMode.TRANSACTIONAL))
+        await cache.put_all({i: i for i in range(10)})
+        try:
+            async with multi.tx_start() as tx:
+                await cache.put(100, 100)
+                cursor = cache.scan()
+                entries = [kv async for kv in cursor]
+                assert tx._binding is not None and cursor._conn is tx._binding.conn
+                assert len(entries) >= 10
+                assert [r async for r in multi.sql("SELECT 40 + 2")] == [[42]]
+            assert await cache.get(100) == 100
+        finally:
+            await cache.destroy()
