@@ -72,9 +72,9 @@ async def serve_forever(settings: Settings) -> int:
         return 2
     s = settings.server
     # Tornado's own limit answers with a bare 400 and a closed connection; the handlers give JSON up to
-    # max_json_bytes, so the transport limit only stops absurd bodies.
-    server = tornado.httpserver.HTTPServer(make_app(ctx), xheaders=True, max_body_size=max(s.max_json_bytes * 16,
-                                                                                           1 << 20))
+    # max_json_bytes, so the transport limit only stops absurd bodies.  X-Forwarded-For / X-Real-Ip are
+    # applied by the handlers (app.handlers.base.apply_forwarded_headers), not by xheaders=True.
+    server = tornado.httpserver.HTTPServer(make_app(ctx), max_body_size=max(s.max_json_bytes * 16, 1 << 20))
     try:
         server.listen(s.port, s.host, reuse_port=s.workers != 1)
     except OSError as exc:

@@ -1,18 +1,27 @@
-"""Redis through redis.asyncio with hiredis and a blocking, bounded pool.
+"""Redis: short commands on one pipelined connection, blocking ones on redis.asyncio's pool.
 
-``BlockingConnectionPool`` makes a caller wait (up to ``pool_wait_timeout_s``)
-for a free connection instead of failing at once when the pool is busy, as the
-default pool does under load.  redis-py itself never retries (``Retry(..., 0)``
-on every connection): a command sent twice is not always the same as once.
-This client retries, after a lost connection only, the commands that are
-idempotent (``get``, ``set``, ``ping``) — never ``incr`` or ``blpop``.
+``get``, ``set``, ``mset``, ``incr`` and ``ping`` go through ``PipelinedRedis``
+(``drivers.redis_pipe``): one connection per process with many commands in
+flight, the commands of one loop iteration written at once and replies parsed
+by hiredis.  ``blpop`` — and anything done on ``.redis``, the raw
+redis.asyncio client — uses a ``BlockingConnectionPool`` instead: a blocking
+command holds a connection of its own, and a caller waits (up to
+``pool_wait_timeout_s``) for a free one instead of failing at once.
+
+Retries: redis-py itself never retries (``retry=None``): a command sent twice
+is not always the same as once.  This client retries, after a lost connection
+only (``BackendUnavailable``), the commands that are idempotent (``get``,
+``set``, ``mset``, ``ping``) up to ``read_retries`` times — never ``incr`` or
+``blpop``.  A lost pipelined connection fails every command in flight on it at
+once; the retries then share the one reconnect attempt.  A command that timed
+out (``socket_timeout_s``, also the pipelined command timeout) is not retried:
+Redis may still be executing it.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import redis.asyncio as aredis
 from redis import exceptions as rexc
@@ -20,8 +29,12 @@ from redis.utils import HIREDIS_AVAILABLE
 
 from drivers.base import LifecycleMixin, converted
 from drivers.errors import BackendError, BackendTimeout, BackendUnavailable, DriverError
+from drivers.redis_pipe import PipelinedRedis
+from drivers.resp import bulk, command_prefix, encode_command
 
-T = TypeVar("T")
+_GET = command_prefix("GET", total=2)
+_INCR = command_prefix("INCR", total=2)
+_PING = encode_command(["PING"])
 
 
 def _convert(exc: BaseException) -> DriverError | None:
@@ -37,7 +50,7 @@ def _convert(exc: BaseException) -> DriverError | None:
 
 
 class RedisClient(LifecycleMixin):
-    """One redis.asyncio client (and pool) for the process; ``.redis`` is the raw client."""
+    """The process's Redis client: a pipelined connection and a pool; ``.redis`` is the raw pool client."""
 
     name = "redis"
 
@@ -52,6 +65,8 @@ class RedisClient(LifecycleMixin):
             socket_timeout=socket_timeout_s, retry=None,
         )
         self.redis: aredis.Redis = aredis.Redis(connection_pool=self._pool)
+        self.pipe = PipelinedRedis(host, port, db=db, password=password, connect_timeout=connect_timeout_s,
+                                   timeout=socket_timeout_s)
         self.socket_timeout = socket_timeout_s
         self._retries = read_retries
         self._backoff = retry_backoff_s
@@ -64,42 +79,46 @@ class RedisClient(LifecycleMixin):
 
     async def aclose(self) -> None:
         self._started = False
+        await self.pipe.aclose()
         await self.redis.aclose()
         await self._pool.disconnect()
 
-    async def _idempotent(self, call: Callable[[], Awaitable[T]]) -> T:
-        """Run ``call``; after a lost connection, run it again (up to ``read_retries`` times)."""
+    async def _idempotent(self, payload: bytes) -> Any:
+        """Send ``payload`` pipelined; after a lost connection, send it again (up to ``read_retries`` times)."""
         attempt = 0
         while True:
             try:
-                with converted(_convert):
-                    return await call()
+                return await self.pipe.call(payload)
             except BackendUnavailable:
-                if attempt >= self._retries:
+                if attempt >= self._retries or self.pipe.closed:
                     raise
             attempt += 1
             self._retried += 1
             await asyncio.sleep(self._backoff * attempt)
 
     async def _ping(self) -> None:
-        await self._idempotent(self.redis.ping)
+        await self._idempotent(_PING)
 
     async def get(self, key: str) -> bytes | None:
-        value = await self._idempotent(lambda: self.redis.get(key))
-        return value.encode() if isinstance(value, str) else value
+        value: bytes | None = await self._idempotent(_GET + bulk(key))
+        return value
 
     async def set(self, key: str, value: bytes | str, *, ex: int | None = None) -> None:
-        await self._idempotent(lambda: self.redis.set(key, value, ex=ex))
+        args: list[Any] = ["SET", key, value] if ex is None else ["SET", key, value, "EX", ex]
+        await self._idempotent(encode_command(args))
 
     async def mset(self, mapping: dict[str, bytes | str]) -> None:
-        await self._idempotent(lambda: self.redis.mset(mapping))  # type: ignore[arg-type]
+        args: list[Any] = ["MSET"]
+        for key, value in mapping.items():
+            args += (key, value)
+        await self._idempotent(encode_command(args))
 
     async def incr(self, key: str, amount: int = 1) -> int:
-        with converted(_convert):
-            return int(await self.redis.incr(key, amount))
+        payload = _INCR + bulk(key) if amount == 1 else encode_command(["INCRBY", key, amount])
+        return int(await self.pipe.call(payload))
 
     async def blpop(self, key: str, timeout_s: float) -> bytes | None:
-        """Pop the head of list ``key``, waiting up to ``timeout_s`` on a connection of its own.
+        """Pop the head of list ``key``, waiting up to ``timeout_s`` on a pool connection of its own.
 
         The connection stays borrowed from the pool while the server waits; the
         socket timeout must exceed ``timeout_s``, so it is checked here.
@@ -117,4 +136,4 @@ class RedisClient(LifecycleMixin):
         pool = self._pool
         return {"address": self.address, "started": self._started, "in_use": len(pool._in_use_connections),
                 "idle": len(pool._available_connections), "max": pool.max_connections,
-                "retried": self._retried, "hiredis": HIREDIS_AVAILABLE}
+                "retried": self._retried, "hiredis": HIREDIS_AVAILABLE, **self.pipe.stats()}

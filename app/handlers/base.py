@@ -11,15 +11,18 @@ a 500 whose traceback goes to the log, never to the client.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
+import os
 import re
-import uuid
 from decimal import Decimal
 from typing import Any
 
 import orjson
 import tornado.web
+from tornado import netutil
+from tornado.httputil import HTTPServerRequest
 
 from app.context import Context
 from drivers.errors import BackendError, BackendTimeout, BackendUnavailable, DriverError
@@ -31,12 +34,57 @@ _KEY = re.compile(r"[A-Za-z0-9._:-]{1,200}")
 _JSON_TYPES = ("application/json",)
 
 
+class _RequestIds:
+    """New request ids, 32 hex characters: a random prefix drawn per process, then a counter.
+
+    Unique without a syscall per request (``uuid4`` reads ``os.urandom`` each time); the prefix is
+    drawn again in a forked child, so workers never share one.
+    """
+
+    def __init__(self) -> None:
+        self.reset()
+        os.register_at_fork(after_in_child=self.reset)
+
+    def reset(self) -> None:
+        self._prefix = os.urandom(8).hex()
+        self._count = itertools.count(1)
+
+    def new(self) -> str:
+        return f"{self._prefix}{next(self._count):016x}"
+
+
+_request_ids = _RequestIds()
+
+
 def _json_default(value: Any) -> Any:
     if isinstance(value, Decimal):
         return int(value) if value == value.to_integral_value() else float(value)
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def apply_forwarded_headers(request: HTTPServerRequest) -> None:
+    """The client's address and scheme as a proxy in front reports them, as Tornado's ``xheaders`` does.
+
+    ``remote_ip``: the last ``X-Forwarded-For`` entry, or ``X-Real-Ip``, if it is an IP address;
+    ``protocol``: the last ``X-Scheme`` or ``X-Forwarded-Proto`` entry if http or https.  Done here
+    rather than by ``HTTPServer(xheaders=True)``, which validates an address on every request, so
+    requests without these headers (most, and all direct ones) pay four dict lookups.
+    """
+    headers = request.headers
+    if not ("X-Forwarded-For" in headers or "X-Real-Ip" in headers or "X-Scheme" in headers
+            or "X-Forwarded-Proto" in headers):
+        return
+    ip = headers.get("X-Forwarded-For", request.remote_ip or "").split(",")[-1].strip()
+    ip = headers.get("X-Real-Ip", ip)
+    if netutil.is_valid_ip(ip):
+        request.remote_ip = ip
+    proto = headers.get("X-Scheme", headers.get("X-Forwarded-Proto", request.protocol))
+    if proto:
+        proto = proto.split(",")[-1].strip()
+    if proto in ("http", "https"):
+        request.protocol = proto
 
 
 def dumps(body: Any) -> bytes:
@@ -51,6 +99,7 @@ class BaseHandler(tornado.web.RequestHandler):
     def initialize(self, ctx: Context, route: str = "unmatched") -> None:
         self.ctx = ctx
         self.route = route
+        apply_forwarded_headers(self.request)
         ctx.request_started()
 
     def on_finish(self) -> None:
@@ -59,7 +108,7 @@ class BaseHandler(tornado.web.RequestHandler):
     def set_default_headers(self) -> None:
         if not self.request_id:
             given = self.request.headers.get("X-Request-ID", "")
-            self.request_id = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+            self.request_id = given if given and _REQUEST_ID.fullmatch(given) else _request_ids.new()
         self.set_header("X-Request-ID", self.request_id)
 
     def write_json(self, body: Any, status: int = 200) -> None:

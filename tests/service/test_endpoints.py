@@ -89,6 +89,23 @@ def test_access_log_is_json_with_the_callers_request_id(service: ServerProcess) 
     assert line["duration_ms"] >= 0
 
 
+def test_a_new_request_id_is_32_hex_characters_and_never_repeats(service: ServerProcess) -> None:
+    ids = [call(service.url + "/now")[1]["X-Request-ID"] for _ in range(20)]
+    assert len(set(ids)) == 20
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+
+
+def test_the_client_address_a_proxy_reports_is_logged(service: ServerProcess) -> None:
+    cases = [({"X-Real-Ip": "10.1.2.3"}, "10.1.2.3"),
+             ({"X-Forwarded-For": "10.9.9.9, 10.4.4.4"}, "10.4.4.4"),
+             ({"X-Forwarded-For": "not-an-address"}, "127.0.0.1"),
+             ({}, "127.0.0.1")]
+    for extra, remote in cases:
+        rid = f"fwd-{uuid.uuid4().hex}"
+        call(service.url + "/now", headers={"X-Request-ID": rid, **extra})
+        assert _logged(service, rid)["remote"] == remote, extra
+
+
 def _logged(service: ServerProcess, text: str) -> dict[str, Any]:
     """The access-log line containing ``text`` (written just after the response, so poll briefly)."""
     deadline = time.monotonic() + 3
