@@ -42,6 +42,11 @@ IGNITE = Gauge("ignite_client", "The Ignite client's own counters (in_flight, re
 LOOP_LAG = Gauge("event_loop_lag_seconds", "How late the event loop woke a timer at the last sample",
                  multiprocess_mode="livemax")
 
+REDIS_PIPE = Gauge("redis_pipelined_connection", "The pipelined Redis connection's counters (connected, "
+                   "in_flight, late_replies, timeouts, reconnects)", ["stat"], multiprocess_mode="livesum")
+_REDIS_PIPE_STATS = {"connected": "pipelined_connected", "in_flight": "pipelined_in_flight",
+                     "late_replies": "late_replies", "timeouts": "pipelined_timeouts", "reconnects": "reconnects"}
+
 _IGNITE_STATS = ("in_flight", "requests", "late_replies", "reconnects", "connected", "retries",
                  "partition_map_refreshes")
 
@@ -96,7 +101,7 @@ class backend_call:  # lower case: used like the function it replaced, ``with ba
 
 
 def sample_clients(clients: Sequence[ManagedClient]) -> None:
-    """Copy pool occupancy and the Ignite client's counters into the gauges."""
+    """Copy pool occupancy, the pipelined Redis connection's and the Ignite client's counters into the gauges."""
     for client in clients:
         stats = client.stats()
         if "in_use" in stats:
@@ -105,6 +110,9 @@ def sample_clients(clients: Sequence[ManagedClient]) -> None:
         if client.name == "ignite":
             for stat in _IGNITE_STATS:
                 IGNITE.labels(stat).set(float(stats.get(stat) or 0))
+        elif client.name == "redis":
+            for label, key in _REDIS_PIPE_STATS.items():
+                REDIS_PIPE.labels(label).set(float(stats.get(key) or 0))
 
 
 async def sample_forever(clients: Sequence[ManagedClient], in_flight: Callable[[], int], interval: float) -> None:

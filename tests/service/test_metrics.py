@@ -39,6 +39,7 @@ def test_metrics_parse_and_count_requests_and_backend_calls(service: ServerProce
     assert ("event_loop_lag_seconds", frozenset()) in after
     assert value(after, "backend_pool_connections", backend="mysql", state="idle") >= 1
     assert value(after, "ignite_client", stat="connected") == 1
+    assert value(after, "redis_pipelined_connection", stat="connected") == 1
 
 
 def test_metrics_merge_all_workers(seeded: None) -> None:
