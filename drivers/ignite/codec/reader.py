@@ -326,49 +326,43 @@ def _r_char_array(data: memoryview, pos: int, ctx: ReadContext) -> tuple[Any, in
     return [chr(u) for u in struct.unpack_from(f"<{n}H", data, pos)], end
 
 
-def _typed_array(item_code: int, what: str) -> Reader:
-    def r(data: memoryview, pos: int, ctx: ReadContext) -> tuple[Any, int]:
-        n = _I32.unpack_from(data, pos)[0]
-        pos += 4
-        _need(data, pos, n, what)  # every item is at least one byte
-        item = _READERS[item_code]
-        out: list[Any] = []
-        for _ in range(n):
-            if pos >= len(data):
-                raise RemoteProtocolError(f"{what} item expected at offset {pos}, data ends")
-            c = data[pos]
-            if c == TypeCode.NULL:
-                out.append(None)
-                pos += 1
-            elif c == item_code:
-                v, pos = item(data, pos + 1, ctx)
-                out.append(v)
-            else:
-                raise RemoteProtocolError(
-                    f"{what} item at offset {pos} has type code {c}, expected {item_code}")
-        return out, pos
-    return r
-
-
-def _r_enum_array(data: memoryview, pos: int, ctx: ReadContext) -> tuple[Any, int]:
-    _, pos = _read_type_id(data, pos)
+def _read_items(data: memoryview, pos: int, ctx: ReadContext, codes: tuple[int, ...],
+                what: str) -> tuple[list[Any], int]:
+    """``int32 n`` then n items, each null or a value of one of ``codes`` (typed arrays, enum[])."""
     n = _I32.unpack_from(data, pos)[0]
     pos += 4
-    _need(data, pos, n, "enum array")
+    _need(data, pos, n, what)  # every item is at least one byte
     out: list[Any] = []
     for _ in range(n):
         if pos >= len(data):
-            raise RemoteProtocolError(f"enum array item expected at offset {pos}, data ends")
+            raise RemoteProtocolError(f"{what} item expected at offset {pos}, data ends")
         c = data[pos]
         if c == TypeCode.NULL:
             out.append(None)
             pos += 1
-        elif c in (TypeCode.ENUM, TypeCode.BINARY_ENUM):
+        elif c in codes:
             v, pos = _READERS[c](data, pos + 1, ctx)
             out.append(v)
         else:
-            raise RemoteProtocolError(f"enum array item at offset {pos} has type code {c}")
+            raise RemoteProtocolError(
+                f"{what} item at offset {pos} has type code {c}, expected one of {list(codes)}")
     return out, pos
+
+
+def _typed_array(item_code: int, what: str) -> Reader:
+    codes = (item_code,)
+
+    def r(data: memoryview, pos: int, ctx: ReadContext) -> tuple[Any, int]:
+        return _read_items(data, pos, ctx, codes, what)
+    return r
+
+
+_ENUM_CODES = (TypeCode.ENUM, TypeCode.BINARY_ENUM)
+
+
+def _r_enum_array(data: memoryview, pos: int, ctx: ReadContext) -> tuple[Any, int]:
+    _, pos = _read_type_id(data, pos)
+    return _read_items(data, pos, ctx, _ENUM_CODES, "enum array")
 
 
 # -- containers ----------------------------------------------------------------------------
