@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.settings import Settings
+from app.ws.hub import Hub
 from drivers.base import ManagedClient
 from drivers.errors import BackendTimeout, DriverError
 from drivers.ignite import Client as IgniteClient
@@ -32,8 +33,10 @@ class Context:
     redis: RedisClient
     mongo: MongoClient
     ignite: IgniteClient
+    hub: Hub
     started: list[ManagedClient] = field(default_factory=list)
     draining: bool = False
+    hub_started: bool = False
     in_flight: int = 0
     _caches: dict[str, Cache] = field(default_factory=dict)
     _idle: asyncio.Event = field(default_factory=asyncio.Event)
@@ -62,19 +65,21 @@ class Context:
     @classmethod
     def build(cls, settings: Settings) -> Context:
         m, r, g, i = settings.mysql, settings.redis, settings.mongo, settings.ignite
+        redis = RedisClient(host=r.host, port=r.port, db=r.db, password=r.password, pool_max=r.pool_max,
+                            pool_wait_timeout_s=r.pool_wait_timeout_s, connect_timeout_s=r.connect_timeout_s,
+                            socket_timeout_s=r.socket_timeout_s, read_retries=r.read_retries)
         return cls(
             settings=settings,
             mysql=MySQLClient(host=m.host, port=m.port, user=m.user, password=m.password, database=m.database,
                               pool_min=m.pool_min, pool_max=m.pool_max, pool_recycle_s=m.pool_recycle_s,
                               connect_timeout_s=m.connect_timeout_s, query_timeout_s=m.query_timeout_s),
-            redis=RedisClient(host=r.host, port=r.port, db=r.db, password=r.password, pool_max=r.pool_max,
-                              pool_wait_timeout_s=r.pool_wait_timeout_s, connect_timeout_s=r.connect_timeout_s,
-                              socket_timeout_s=r.socket_timeout_s, read_retries=r.read_retries),
+            redis=redis,
             mongo=MongoClient(host=g.host, port=g.port, database=g.database, pool_max=g.pool_max,
                               server_selection_timeout_s=g.server_selection_timeout_s,
                               connect_timeout_s=g.connect_timeout_s, socket_timeout_s=g.socket_timeout_s),
             ignite=IgniteClient(i.nodes, username=i.username, password=i.password,
                                 timeout=i.request_timeout_s, connect_timeout=i.connect_timeout_s),
+            hub=Hub(settings.ws, r, redis.pipe),
         )
 
     async def ignite_cache(self, name: str) -> Cache:
@@ -98,10 +103,22 @@ class Context:
                 address = getattr(client, "address", "?")
                 raise StartupFailed(f"{client.name} at {address}: {_first_line(exc)}") from exc
             self.started.append(client)
+        try:
+            await self.hub.start()
+        except (DriverError, TimeoutError, OSError) as exc:
+            await self.aclose()
+            raise StartupFailed(f"redis subscription at {self.redis.address}: {_first_line(exc)}") from exc
+        self.hub_started = True
 
     async def aclose(self) -> None:
-        """Close started clients in reverse order; errors are collected, not raised midway."""
+        """Close the hub's subscription, then started clients in reverse order; errors are collected."""
         errors: list[BaseException] = []
+        if self.hub_started:
+            self.hub_started = False
+            try:
+                await self.hub.aclose()
+            except Exception as exc:
+                errors.append(exc)
         while self.started:
             client = self.started.pop()
             try:

@@ -13,6 +13,7 @@ import asyncio
 import os
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
@@ -46,6 +47,24 @@ REDIS_PIPE = Gauge("redis_pipelined_connection", "The pipelined Redis connection
                    "in_flight, late_replies, timeouts, reconnects)", ["stat"], multiprocess_mode="livesum")
 _REDIS_PIPE_STATS = {"connected": "pipelined_connected", "in_flight": "pipelined_in_flight",
                      "late_replies": "late_replies", "timeouts": "pipelined_timeouts", "reconnects": "reconnects"}
+
+WS_CONNECTIONS = Gauge("ws_connections", "Open WebSocket connections", multiprocess_mode="livesum")
+WS_SUBSCRIPTIONS = Gauge("ws_subscriptions", "Channel subscriptions of WebSocket connections",
+                         multiprocess_mode="livesum")
+WS_CHANNELS = Gauge("ws_redis_channels", "Redis pub/sub channels this process is subscribed to",
+                    multiprocess_mode="livesum")
+WS_SUBSCRIBER_UP = Gauge("ws_redis_subscription_connected", "1 while the Redis pub/sub connection is up",
+                         multiprocess_mode="livemin")
+WS_COUNTERS = {
+    "messages_in": Counter("ws_messages_in", "Messages received from Redis pub/sub"),
+    "frames_out": Counter("ws_frames_out", "Message frames written to WebSocket connections"),
+    "published": Counter("ws_published", "Messages published by this service"),
+    "slow_consumers": Counter("ws_slow_consumer_disconnects", "Connections closed (1013) for not keeping up"),
+    "duplicates": Counter("ws_duplicates_dropped", "Messages dropped as already delivered"),
+    "client_errors": Counter("ws_client_errors", "Error frames sent for bad client messages"),
+    "fanout_seconds": Counter("ws_fanout_seconds", "Time spent framing and writing live messages"),
+}
+_ws_seen: dict[str, float] = {}
 
 _IGNITE_STATS = ("in_flight", "requests", "late_replies", "reconnects", "connected", "retries",
                  "partition_map_refreshes")
@@ -115,8 +134,23 @@ def sample_clients(clients: Sequence[ManagedClient]) -> None:
                 REDIS_PIPE.labels(label).set(float(stats.get(key) or 0))
 
 
-async def sample_forever(clients: Sequence[ManagedClient], in_flight: Callable[[], int], interval: float) -> None:
-    """Every ``interval``: how late the loop woke us (its lag), requests in flight, and the client gauges."""
+def sample_ws(stats: dict[str, Any]) -> None:
+    """Copy the WebSocket hub's gauges, and add its counters' growth since the last sample."""
+    WS_CONNECTIONS.set(stats["connections"])
+    WS_SUBSCRIPTIONS.set(stats["subscriptions"])
+    WS_CHANNELS.set(stats["subscriber"]["channels"])
+    WS_SUBSCRIBER_UP.set(1 if stats["subscriber"]["connected"] else 0)
+    for name, counter in WS_COUNTERS.items():
+        value = float(stats[name])
+        grown = value - _ws_seen.get(name, 0.0)
+        if grown > 0:
+            counter.inc(grown)
+        _ws_seen[name] = value
+
+
+async def sample_forever(clients: Sequence[ManagedClient], in_flight: Callable[[], int], interval: float,
+                         ws_stats: Callable[[], dict[str, Any]] | None = None) -> None:
+    """Every ``interval``: how late the loop woke us (its lag), requests in flight, the client and hub gauges."""
     loop = asyncio.get_running_loop()
     while True:
         began = loop.time()
@@ -124,6 +158,8 @@ async def sample_forever(clients: Sequence[ManagedClient], in_flight: Callable[[
         LOOP_LAG.set(max(0.0, loop.time() - began - interval))
         IN_FLIGHT.set(in_flight())
         sample_clients(clients)
+        if ws_stats is not None:
+            sample_ws(ws_stats())
 
 
 def render() -> bytes:

@@ -5,8 +5,9 @@ Shutdown, on SIGTERM or SIGINT:
 1. ``/readyz`` answers 503 (``draining``) — for ``shutdown_grace_s`` while still listening,
    so a load balancer can notice;
 2. the listener closes: no new connections;
-3. requests in flight get ``shutdown_timeout_s`` to finish (kept-alive connections are then closed);
-4. the clients close in reverse order of start; the process exits 0.
+3. every WebSocket is closed with 1001 ("going away"); closing handshakes get ``ws.close_timeout_s``;
+4. requests in flight get ``shutdown_timeout_s`` to finish (kept-alive connections are then closed);
+5. the Redis subscription and the clients close in reverse order of start; the process exits 0.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import resource
 import signal
 import sys
 from typing import Any
@@ -24,7 +26,7 @@ import uvloop
 
 from app import logs, metrics
 from app.context import Context, StartupFailed
-from app.handlers import fanout, ignite, mongo, mysql, redis
+from app.handlers import fanout, ignite, mongo, mysql, redis, ws
 from app.handlers.base import NotFoundHandler
 from app.handlers.health import HealthHandler, ReadyHandler
 from app.handlers.metrics import MetricsHandler
@@ -48,17 +50,23 @@ ROUTES: list[tuple[str, type[tornado.web.RequestHandler], str]] = [
     (r"/ignite/items/([^/]+)", ignite.SqlItemHandler, "ignite_item"),
     (r"/ignite/range", ignite.RangeHandler, "ignite_range"),
     (r"/fanout/([^/]+)", fanout.FanoutHandler, "fanout"),
+    (r"/ws", ws.PushHandler, "ws"),
+    (r"/publish/([^/]+)", ws.PublishHandler, "publish"),
 ]
 
 
 def make_app(ctx: Context) -> tornado.web.Application:
     routes: list[Any] = [(pattern, handler, {"ctx": ctx, "route": name}) for pattern, handler, name in ROUTES]
+    w = ctx.settings.ws
     return tornado.web.Application(
         routes,
         default_handler_class=NotFoundHandler,
         default_handler_args={"ctx": ctx, "route": "unmatched"},
         compress_response=False,
         log_function=logs.AccessLog(ctx.settings.server.access_log),
+        websocket_ping_interval=w.ping_interval_s,
+        websocket_ping_timeout=w.ping_timeout_s,
+        websocket_max_message_size=w.max_message_bytes,
     )
 
 
@@ -85,7 +93,8 @@ async def serve_forever(settings: Settings) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    sampler = asyncio.create_task(metrics.sample_forever(ctx.clients, lambda: ctx.in_flight, s.loop_lag_interval_s))
+    sampler = asyncio.create_task(metrics.sample_forever(ctx.clients, lambda: ctx.in_flight, s.loop_lag_interval_s,
+                                                         ctx.hub.stats))
     print(f"serving on http://{s.host}:{s.port} (pid {os.getpid()})", flush=True)
     await stop.wait()
     await _shut_down(ctx, server, settings)
@@ -101,6 +110,7 @@ async def _shut_down(ctx: Context, server: tornado.httpserver.HTTPServer, settin
     if s.shutdown_grace_s > 0:
         await asyncio.sleep(s.shutdown_grace_s)
     server.stop()
+    await ctx.hub.close_all(timeout=settings.ws.close_timeout_s)
     drained = await ctx.drained(s.shutdown_timeout_s)
     if not drained:
         print(f"warning: {ctx.in_flight} requests still in flight after {s.shutdown_timeout_s:g} s; closing",
@@ -114,6 +124,19 @@ async def _shut_down(ctx: Context, server: tornado.httpserver.HTTPServer, settin
             print(f"warning: while closing: {exc}", file=sys.stderr)
 
 
+def raise_fd_limit() -> int:
+    """Lift the soft open-files limit to the hard one (each WebSocket holds a descriptor); the new limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY:
+        hard = 1 << 20
+    if soft != resource.RLIM_INFINITY and soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            return hard
+    return soft
+
+
 def serve(settings: Settings) -> int:
     logs.configure()
+    raise_fd_limit()
     return int(uvloop.run(serve_forever(settings)))

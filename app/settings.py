@@ -112,6 +112,23 @@ class ServerSettings(BaseModel):
     metrics_dir: str | None = None      # Prometheus multiprocess directory (workers > 1); default: a temp dir
 
 
+class WsSettings(BaseModel):
+    """The ``/ws`` push endpoint and ``POST /publish/{channel}``."""
+
+    max_message_bytes: int = 64 * 1024  # a larger client frame closes the connection with 1009
+    ping_interval_s: float = 20.0       # server pings; 0 turns them off
+    ping_timeout_s: float = 20.0        # no pong within this closes the connection
+    compression: bool = False           # permessage-deflate: about 10x the memory per connection, off by default
+    max_buffer_bytes: int = 1 << 20     # outgoing bytes waiting per connection before it counts as slow (1013)
+    max_channels: int = 64              # channels per connection
+    history_size: int = 1000            # messages kept per channel for resume
+    history_ttl_s: float = 300.0        # ... and for at most this long
+    key_prefix: str = "ws:"             # Redis stream keys and pub/sub channels are <prefix><channel>
+    publish_token: str | None = None    # bearer token for POST /publish; unset: HTTP publishing is off
+    channel_secret: str | None = None   # HMAC secret of private:* channel tokens; unset: private channels off
+    close_timeout_s: float = 2.0        # at shutdown, how long closing handshakes (1001) may take
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="ASYNCSTACK_", env_nested_delimiter="__", extra="ignore",
@@ -122,6 +139,7 @@ class Settings(BaseSettings):
     redis: RedisSettings = Field(default_factory=RedisSettings)
     mongo: MongoSettings = Field(default_factory=MongoSettings)
     ignite: IgniteSettings = Field(default_factory=IgniteSettings)
+    ws: WsSettings = Field(default_factory=WsSettings)
 
 
 def load_settings(**overrides: Any) -> Settings:
