@@ -7,8 +7,10 @@ messages reach subscribers in the order of their ids, whichever process publishe
 
 The stream is bounded: at most ``size`` entries (exact trimming), none older than
 ``ttl_ms``, and the key itself expires ``ttl_ms`` after the last publish.
-``max-deleted-entry-id`` (Redis 7) says whether trimming removed anything after a
-client's last seen id: if not, its replay is complete ("recovered").
+
+Each entry also records the id of the entry before it (field ``p``): a replay
+after a client's last seen id is complete ("recovered") when its first entry
+names that id as its predecessor, i.e. trimming took nothing in between.
 """
 
 from __future__ import annotations
@@ -22,7 +24,15 @@ from drivers.errors import BackendError
 from drivers.redis_pipe import PipelinedRedis
 
 _PUBLISH = b"""
-local id = redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[3], '*', 'd', ARGV[2])
+local prev = '0-0'
+local newest = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+if newest[1] then
+  prev = newest[1][1]
+elseif redis.call('EXISTS', KEYS[1]) == 1 then
+  local info = redis.call('XINFO', 'STREAM', KEYS[1])
+  for i = 1, #info, 2 do if info[i] == 'last-generated-id' then prev = info[i + 1] end end
+end
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[3], '*', 'p', prev, 'd', ARGV[2])
 local now = redis.call('TIME')
 local oldest = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - tonumber(ARGV[4])
 redis.call('XTRIM', KEYS[1], 'MINID', string.format('%d', oldest))
@@ -32,16 +42,13 @@ return id
 """
 
 _READ = b"""
-if redis.call('EXISTS', KEYS[1]) == 0 then return {'', '', {}} end
+if redis.call('EXISTS', KEYS[1]) == 0 then return {'', {}} end
 local info = redis.call('XINFO', 'STREAM', KEYS[1])
-local deleted, last = '0-0', '0-0'
-for i = 1, #info, 2 do
-  if info[i] == 'max-deleted-entry-id' then deleted = info[i + 1]
-  elseif info[i] == 'last-generated-id' then last = info[i + 1] end
-end
+local last = '0-0'
+for i = 1, #info, 2 do if info[i] == 'last-generated-id' then last = info[i + 1] end end
 local entries = {}
 if ARGV[1] ~= '' then entries = redis.call('XRANGE', KEYS[1], '(' .. ARGV[1], '+', 'COUNT', ARGV[2]) end
-return {deleted, last, entries}
+return {last, entries}
 """
 
 
@@ -89,15 +96,22 @@ class History:
     async def replay(self, channel: str, since: StreamId | None) -> Replay:
         """The stream's newest id, and with ``since`` the entries after it and whether that is all of them."""
         reply = await self._script(_READ, self.key(channel), "" if since is None else str(since), self.size + 1)
-        deleted_raw: bytes
         last_raw: bytes
         raw_entries: list[list[Any]]
-        deleted_raw, last_raw, raw_entries = reply
+        last_raw, raw_entries = reply
         if not last_raw:
             return Replay(False, None, since is None, [])
-        entries = []
+        last = StreamId.parse(last_raw)
+        entries, first_prev = [], None
         for raw_id, fields in raw_entries:
-            data = next((fields[i + 1] for i in range(0, len(fields) - 1, 2) if fields[i] == b"d"), b"null")
-            entries.append((StreamId.parse(raw_id), raw_id, data))
-        recovered = since is None or StreamId.parse(deleted_raw) <= since
-        return Replay(True, StreamId.parse(last_raw), recovered, entries)
+            values = dict(zip(fields[::2], fields[1::2], strict=True))
+            if first_prev is None:
+                first_prev = values.get(b"p", b"")
+            entries.append((StreamId.parse(raw_id), raw_id, values.get(b"d", b"null")))
+        if since is None:
+            recovered = True
+        elif first_prev is None:
+            recovered = last <= since           # nothing after since: complete unless it was all trimmed
+        else:
+            recovered = first_prev == str(since).encode()
+        return Replay(True, last, recovered, entries)
