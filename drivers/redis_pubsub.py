@@ -3,7 +3,9 @@
 Rules of this file:
 - ``SubscriberConnection`` is the I/O pump: an ``asyncio.Protocol`` around hiredis's
   reply parser.  Messages are handed to ``on_message(channel, payload)`` straight
-  from ``data_received``: no task, no queue, no polling.  Reading waits on the
+  from ``data_received``: no task, no queue, no polling.  After the messages of
+  one read, ``on_batch()`` says so: an owner that fans out can write everything
+  that arrived together at once.  Reading waits on the
   socket like any other asyncio protocol, so an idle subscription costs no CPU
   (unlike polling ``get_message()`` with its default zero timeout).
 - Only pub/sub commands go out on it (SUBSCRIBE, UNSUBSCRIBE, PING).  A
@@ -40,16 +42,18 @@ from drivers.resp import Arg, encode_command
 log = logging.getLogger("drivers.redis_pubsub")
 
 MessageCallback = Callable[[bytes, bytes], None]
+BatchCallback = Callable[[], None]
 ResubscribedCallback = Callable[[list[str]], None]
 
 
 class SubscriberConnection(asyncio.Protocol):
     """One socket in subscribed mode.  Opened by ``Subscriber``."""
 
-    def __init__(self, where: str, on_message: MessageCallback) -> None:
+    def __init__(self, where: str, on_message: MessageCallback, on_batch: BatchCallback | None = None) -> None:
         self.where = where
         self.state = State.CONNECTING
         self._on_message = on_message
+        self._on_batch = on_batch
         self._reader = hiredis.Reader()
         self._transport: asyncio.Transport | None = None
         self._loop = asyncio.get_running_loop()
@@ -75,6 +79,11 @@ class SubscriberConnection(asyncio.Protocol):
                 self._dispatch(reply)
         except hiredis.ProtocolError as exc:
             self.abort(f"protocol error ({exc})")
+        if self._on_batch is not None:
+            try:
+                self._on_batch()
+            except Exception:
+                log.exception("pub/sub batch callback failed")
 
     def _dispatch(self, reply: Any) -> None:
         if type(reply) is list and reply:
@@ -185,13 +194,14 @@ class Subscriber:
     called after a reconnection, once Redis acknowledged the channels again.
     """
 
-    def __init__(self, host: str, port: int, *, on_message: MessageCallback,
+    def __init__(self, host: str, port: int, *, on_message: MessageCallback, on_batch: BatchCallback | None = None,
                  on_resubscribed: ResubscribedCallback | None = None, db: int = 0,
                  password: str | None = None, connect_timeout: float = 2.0, health_interval: float = 5.0,
                  health_timeout: float = 3.0, backoff_base: float = 0.05, backoff_cap: float = 2.0) -> None:
         self.host, self.port = host, port
         self.where = f"{host}:{port}"
         self.on_message = on_message
+        self.on_batch = on_batch
         self.on_resubscribed = on_resubscribed
         self.db, self.password = db, password
         self.connect_timeout = connect_timeout
@@ -260,7 +270,7 @@ class Subscriber:
 
     async def _open(self) -> SubscriberConnection:
         loop = asyncio.get_running_loop()
-        conn = SubscriberConnection(self.where, self._dispatch)
+        conn = SubscriberConnection(self.where, self._dispatch, self._batch_done)
         try:
             async with asyncio.timeout(self.connect_timeout):
                 await loop.create_connection(lambda: conn, self.host, self.port)
@@ -282,6 +292,10 @@ class Subscriber:
 
     def _dispatch(self, channel: bytes, payload: bytes) -> None:
         self.on_message(channel, payload)
+
+    def _batch_done(self) -> None:
+        if self.on_batch is not None:
+            self.on_batch()
 
     async def _keep(self, conn: SubscriberConnection) -> None:
         """Watch the connection (PING), and replace it when it is lost; runs until ``aclose``."""

@@ -25,10 +25,19 @@ import tornado.websocket
 from tornado.iostream import IOStream, StreamClosedError
 
 
-def payload_of(frame: bytes) -> bytes:
-    """The payload of an unmasked frame built by ``protocol.frame``."""
-    n = frame[1] & 0x7F
-    return frame[2 + (n == 126) * 2 + (n == 127) * 8:]
+def payloads_of(frames: bytes) -> list[bytes]:
+    """The payloads of unmasked frames built by ``protocol.frame``, one after the other in ``frames``."""
+    out, pos = [], 0
+    while pos < len(frames):
+        n = frames[pos + 1] & 0x7F
+        head = 2
+        if n == 126:
+            n, head = int.from_bytes(frames[pos + 2:pos + 4], "big"), 4
+        elif n == 127:
+            n, head = int.from_bytes(frames[pos + 2:pos + 10], "big"), 10
+        out.append(frames[pos + head:pos + head + n])
+        pos += head + n
+    return out
 
 
 class Peer:
@@ -54,7 +63,7 @@ class Peer:
         return len(self.stream._write_buffer)
 
     def send(self, frame: bytes) -> bool:
-        """Queue one complete frame; False (and nothing written) when the peer is over its limit."""
+        """Queue complete frames; False (and nothing written) when the peer is over its limit."""
         if self.closing:
             return True
         stream = self.stream
@@ -89,11 +98,12 @@ class Peer:
     def _send_compressed(self, frame: bytes) -> bool:
         if len(self.stream._write_buffer) > self.limit:
             return False
-        try:
-            written = self.handler.write_message(payload_of(frame))
-        except (StreamClosedError, tornado.websocket.WebSocketClosedError):
-            self.closing = True
-        else:
+        for payload in payloads_of(frame):
+            try:
+                written = self.handler.write_message(payload)
+            except (StreamClosedError, tornado.websocket.WebSocketClosedError):
+                self.closing = True
+                break
             written.add_done_callback(_retrieve)  # a close while writing is on_close's business, not the log's
         return True
 

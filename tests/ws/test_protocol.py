@@ -9,7 +9,7 @@ from websockets.frames import Frame, Opcode
 from websockets.streams import StreamReader
 
 from app.ws import protocol
-from app.ws.peer import payload_of
+from app.ws.peer import payloads_of
 from app.ws.protocol import ClientError, StreamId, Subscribe, Unsubscribe
 
 
@@ -77,7 +77,8 @@ def test_frames_parse_back_with_every_length_encoding(size: int) -> None:
     payload = bytes(i % 251 for i in range(size))
     frame = parse_frame(protocol.frame(payload))
     assert (frame.opcode, frame.fin, frame.rsv1, frame.data) == (Opcode.TEXT, True, False, payload)
-    assert payload_of(protocol.frame(payload)) == payload
+    assert payloads_of(protocol.frame(payload)) == [payload]
+    assert payloads_of(protocol.frame(payload) + protocol.frame(b"next")) == [payload, b"next"]
 
 
 @given(st.text(max_size=300), st.integers(0, 2**48), st.integers(0, 2**20))
