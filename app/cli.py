@@ -1,4 +1,4 @@
-"""Command line: ``python -m app serve|stack ...``."""
+"""Command line: ``python -m app serve|seed|stack|ws-token ...``."""
 
 from __future__ import annotations
 
@@ -21,6 +21,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, help="processes sharing the port (0: one per CPU; default 1)")
     seed = sub.add_parser("seed", help="create the items every endpoint reads, in all four backends")
     seed.add_argument("--items", type=int, default=1000, help="how many items (default 1000)")
+    token = sub.add_parser("ws-token", help="a token for a private:* WebSocket channel (needs the channel secret)")
+    token.add_argument("channel", help="the channel, e.g. private:alice")
+    token.add_argument("--ttl", type=int, default=3600, help="seconds the token stays valid (default 3600)")
     stack = sub.add_parser("stack", help="the local stack of real backend servers")
     stack.add_argument("action", choices=["up", "down", "status"])
     stack.add_argument("services", nargs="*", help="mysql, redis, mongo, ignite (default: all)")
@@ -47,6 +50,26 @@ def _seed(settings: Settings, count: int) -> int:
     return 0
 
 
+def _ws_token(settings: Settings, channel: str, ttl: int) -> int:
+    from app.ws.protocol import CHANNEL, PRIVATE_PREFIX
+    from app.ws.tokens import make_token
+
+    secret = settings.ws.channel_secret
+    if secret is None:
+        print("error: no channel secret: set ASYNCSTACK_WS__CHANNEL_SECRET (the server needs the same one)",
+              file=sys.stderr)
+        return 2
+    if not channel.startswith(PRIVATE_PREFIX) or not CHANNEL.fullmatch(channel):
+        print(f"error: {channel!r} is not a private channel: private:<name>, 1-128 of A-Z a-z 0-9 _ . : -",
+              file=sys.stderr)
+        return 2
+    if ttl <= 0:
+        print("error: --ttl must be a positive number of seconds", file=sys.stderr)
+        return 2
+    print(make_token(secret, channel, ttl))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -70,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
             return serve(settings)
         if args.command == "seed":
             return _seed(settings, args.items)
+        if args.command == "ws-token":
+            return _ws_token(settings, args.channel, args.ttl)
         from app.stack import cli as stack
         if args.action == "up":
             return asyncio.run(stack.up(settings, args.services, args.ignite_nodes))

@@ -256,6 +256,7 @@ def main() -> int:
     parser.add_argument("--burst-publishers", type=int, default=8, help="publishers sending the burst at once")
     parser.add_argument("--client-procs", type=int, default=2)
     parser.add_argument("--targets", default="asyncstack,tornado,websockets")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="where the JSON and Markdown go")
     args = parser.parse_args()
     targets = [t for t in args.targets.split(",") if t]
     unknown = set(targets) - {"asyncstack", "tornado", "websockets"}
@@ -288,10 +289,11 @@ def main() -> int:
                 summary[f"idle_memory_vs_{other}"] = round(ours.idle_kb_per_connection
                                                            / max(by[other].idle_kb_per_connection, 0.01), 2)
     print(json.dumps(summary, indent=2))
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    results_dir: Path = args.results
+    results_dir.mkdir(parents=True, exist_ok=True)
     meta = {"connections": args.connections, "spaced": args.spaced, "burst": args.burst, "cpus": os.cpu_count(),
             "burst_publishers": args.burst_publishers, "pinned": bool(_pin(0))}
-    (RESULTS / "ws_broadcast.json").write_text(json.dumps(
+    (results_dir / "ws_broadcast.json").write_text(json.dumps(
         {"meta": meta, "runs": [asdict(r) for r in results], "summary": summary}, indent=2))
     header = ("| target | connections | idle KB/conn | p50 ms | p99 ms | max ms | frames/s per core | "
               "burst p99 ms | delivered |")
@@ -299,7 +301,7 @@ def main() -> int:
     lines += [f"| {r.target} | {r.connections} | {r.idle_kb_per_connection} | {r.spaced_p50_ms} | "
               f"{r.spaced_p99_ms} | {r.spaced_max_ms} | {r.frames_per_s_per_core:,} | {r.burst_p99_ms} | "
               f"{r.delivered:.2%} |" for r in results]
-    (RESULTS / "ws_broadcast.md").write_text("\n".join(lines) + "\n\n" + json.dumps(summary, indent=2) + "\n")
+    (results_dir / "ws_broadcast.md").write_text("\n".join(lines) + "\n\n" + json.dumps(summary, indent=2) + "\n")
     return 0
 
 

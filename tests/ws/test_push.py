@@ -17,7 +17,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from app.settings import Settings
 from app.ws.tokens import make_token
-from tests.conftest import ServerProcess, run_app_async, start_server
+from tests.conftest import ServerProcess, run_app, run_app_async, start_server
 from tests.service.http import call
 from tests.ws.conftest import (
     CHANNEL_SECRET,
@@ -231,6 +231,22 @@ async def test_a_valid_token_opens_a_private_channel(push_server: ServerProcess)
         msg_id = await publish_async(push_server, channel, {"for": "you"})
         [msg] = await client.messages(1)
         assert (msg["id"], msg["data"]) == (msg_id, {"for": "you"})
+    finally:
+        await client.close()
+
+
+async def test_a_token_from_the_command_line_opens_a_private_channel(push_server: ServerProcess) -> None:
+    channel = "private:" + channel_name("cli")
+    made = await asyncio.to_thread(run_app, "ws-token", channel, "--ttl", "60",
+                                   env={"ASYNCSTACK_WS__CHANNEL_SECRET": CHANNEL_SECRET})
+    assert made.returncode == 0, made.stderr
+    client = await Client.open(push_server)
+    try:
+        await client.subscribe(channel, token=made.stdout.strip())
+        await client.send({"op": "subscribe", "channel": "private:" + channel_name("other"),
+                           "token": made.stdout.strip()})
+        refused = await client.recv()
+        assert (refused["code"], refused["message"]) == ("forbidden", "bad token for this channel")
     finally:
         await client.close()
 
