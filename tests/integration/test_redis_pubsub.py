@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aredis
@@ -19,6 +20,7 @@ class Inbox:
         self.messages: list[tuple[bytes, bytes]] = []
         self.resubscribed: list[list[str]] = []
         self.arrived = asyncio.Event()
+        self.sub: Subscriber
 
     def on_message(self, channel: bytes, payload: bytes) -> None:
         self.messages.append((channel, payload))
@@ -35,54 +37,48 @@ class Inbox:
 
 
 @pytest.fixture
-async def plain(settings: Settings) -> aredis.Redis:
+async def plain(settings: Settings) -> AsyncIterator[aredis.Redis]:
     client = aredis.Redis(host=settings.redis.host, port=settings.redis.port)
     yield client
     await client.aclose()
 
 
-def subscriber(settings: Settings, inbox: Inbox) -> Subscriber:
-    return Subscriber(settings.redis.host, settings.redis.port, on_message=inbox.on_message,
-                      on_resubscribed=inbox.on_resubscribed, backoff_base=0.01, backoff_cap=0.1)
+@pytest.fixture
+async def inbox(settings: Settings) -> AsyncIterator[Inbox]:
+    """An inbox fed by a started subscriber (``inbox.sub``) with quick reconnects."""
+    box = Inbox()
+    box.sub = Subscriber(settings.redis.host, settings.redis.port, on_message=box.on_message,
+                         on_resubscribed=box.on_resubscribed, backoff_base=0.01, backoff_cap=0.1)
+    await box.sub.start()
+    yield box
+    await box.sub.aclose()
 
 
-async def test_after_subscribe_returns_every_publish_arrives_in_order(settings: Settings, plain: aredis.Redis) -> None:
-    inbox = Inbox()
-    sub = subscriber(settings, inbox)
-    channel = f"sub-{uuid.uuid4().hex}"
-    await sub.start()
-    try:
-        await sub.subscribe(channel)
-        for i in range(100):
-            assert await plain.publish(channel, str(i)) == 1
-        await inbox.wait_for(100)
-        assert inbox.messages == [(channel.encode(), str(i).encode()) for i in range(100)]
-        sub.unsubscribe(channel)
-        await sub.barrier()
-        assert await plain.publish(channel, "gone") == 0
-    finally:
-        await sub.aclose()
+async def test_after_subscribe_returns_every_publish_arrives_in_order(inbox: Inbox, plain: aredis.Redis) -> None:
+    sub, channel = inbox.sub, f"sub-{uuid.uuid4().hex}"
+    await sub.subscribe(channel)
+    for i in range(100):
+        assert await plain.publish(channel, str(i)) == 1
+    await inbox.wait_for(100)
+    assert inbox.messages == [(channel.encode(), str(i).encode()) for i in range(100)]
+    sub.unsubscribe(channel)
+    await sub.barrier()
+    assert await plain.publish(channel, "gone") == 0
 
 
-async def test_a_killed_connection_comes_back_subscribed(settings: Settings, plain: aredis.Redis) -> None:
-    inbox = Inbox()
-    sub = subscriber(settings, inbox)
-    channel = f"sub-{uuid.uuid4().hex}"
-    await sub.start()
-    try:
-        await sub.subscribe(channel)
-        killed = await plain.client_kill_filter(_type="pubsub", skipme=True)
-        assert killed >= 1
-        deadline = time.monotonic() + 10
-        while not inbox.resubscribed and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
-        assert channel in inbox.resubscribed[0]
-        assert sub.stats()["reconnects"] == 1
-        assert await plain.publish(channel, "back") == 1
-        await inbox.wait_for(1)
-        assert inbox.messages == [(channel.encode(), b"back")]
-    finally:
-        await sub.aclose()
+async def test_a_killed_connection_comes_back_subscribed(inbox: Inbox, plain: aredis.Redis) -> None:
+    sub, channel = inbox.sub, f"sub-{uuid.uuid4().hex}"
+    await sub.subscribe(channel)
+    killed = await plain.client_kill_filter(_type="pubsub", skipme=True)
+    assert killed >= 1
+    deadline = time.monotonic() + 10
+    while not inbox.resubscribed and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    assert channel in inbox.resubscribed[0]
+    assert sub.stats()["reconnects"] == 1
+    assert await plain.publish(channel, "back") == 1
+    await inbox.wait_for(1)
+    assert inbox.messages == [(channel.encode(), b"back")]
 
 
 async def test_subscribing_while_disconnected_fails_fast(settings: Settings) -> None:
@@ -95,16 +91,10 @@ async def test_subscribing_while_disconnected_fails_fast(settings: Settings) -> 
     await sub.aclose()
 
 
-async def test_an_idle_subscription_uses_no_cpu(settings: Settings) -> None:
-    inbox = Inbox()
-    sub = subscriber(settings, inbox)
-    await sub.start()
-    try:
-        await sub.subscribe(f"idle-{uuid.uuid4().hex}")
-        began_cpu, began = time.process_time(), time.monotonic()
-        await asyncio.sleep(1.0)
-        used = time.process_time() - began_cpu
-        assert time.monotonic() - began >= 1.0
-        assert used < 0.05, f"an idle subscription used {used:.3f} s of CPU in 1 s"
-    finally:
-        await sub.aclose()
+async def test_an_idle_subscription_uses_no_cpu(inbox: Inbox) -> None:
+    await inbox.sub.subscribe(f"idle-{uuid.uuid4().hex}")
+    began_cpu, began = time.process_time(), time.monotonic()
+    await asyncio.sleep(1.0)
+    used = time.process_time() - began_cpu
+    assert time.monotonic() - began >= 1.0
+    assert used < 0.05, f"an idle subscription used {used:.3f} s of CPU in 1 s"
