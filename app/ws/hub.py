@@ -231,9 +231,10 @@ class Hub:
 
     async def _ensure_subscribed(self, channel: _Channel) -> bool:
         """Make this process subscribed to the channel; True for the call that did it."""
-        if channel.subscribed is not None and channel.subscribed.done() and channel.subscribed.exception() is None:
+        current = channel.subscribed
+        if current is not None and current.done() and not current.cancelled() and current.exception() is None:
             return False
-        first = channel.subscribed is None or channel.subscribed.done()
+        first = current is None or current.done()
         if first:
             channel.subscribed = asyncio.ensure_future(self.subscriber.subscribe(self.history.key(channel.name)))
             channel.subscribed.add_done_callback(_retrieve)
