@@ -36,5 +36,14 @@ test: lint typecheck
 	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests"; exit 1; fi; exit $$rc
 
+# The load-test suite (wrk, the /now probe, locust) against this project and the designs it replaces;
+# about 13 minutes on 2 cores (bench-quick: about 4).  Results in bench/results/bench.{json,md} and PNGs.
+bench: setup
+	$(PY) -m bench --locust $(BENCH_ARGS)
+
+.PHONY: bench-quick
+bench-quick: setup
+	$(PY) -m bench --quick --locust $(BENCH_ARGS)
+
 clean: stack-down
 	rm -rf .stack

@@ -1,0 +1,61 @@
+"""A tiny run of every scenario against every variant, and of the whole suite end to end."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bench import suite
+from bench.servers import HELLO, VARIANTS, Server
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_each_route_runs_under_wrk_with_the_probe(wrk_ready: None, bench_servers: dict[str, Server], variant: str,
+                                                  tmp_path: Path) -> None:
+    config = suite.Config(seconds=1, warmup=0, concurrency=[2], probe_rate=40, probe_timeout=2, out=tmp_path)
+    for route, path in suite.ROUTES.items():
+        outcome = suite.measure(bench_servers[variant], path, 2, config, probe=True)
+        w, probe = outcome["wrk"], outcome["probe"]
+        assert w["requests"] > 5 and w["error_count"] == 0, (route, w)
+        assert 0 < w["p50_ms"] <= w["p99_ms"] <= w["max_ms"], (route, w)
+        assert probe is not None and probe["ok"] > 10 and probe["failed"] == probe["unanswered"] == 0, (route, probe)
+        assert outcome["settled_after"]
+
+
+def test_the_suite_writes_json_markdown_and_plots(wrk_ready: None, seeded: None, tmp_path: Path) -> None:
+    config = suite.Config(variants=["project"], routes=["redis"], concurrency=[2], seconds=1, warmup=1,
+                          idle_probe_seconds=0.5, probe_rate=40, probe_timeout=2, stack=False, server_cpu=None,
+                          load_cpu=None, out=tmp_path, quiet=True)
+    results = suite.run(config)
+    assert [(r["variant"], r["route"]) for r in results["runs"]] == [(HELLO, "hello"), ("project", "redis")]
+    assert results["idle_probes"]["project"]["ok"] == 20
+    written = json.loads((tmp_path / "bench.json").read_text())
+    assert written["runs"] == results["runs"]
+    redis_vs_hello = next(t for t in written["targets"] if t["target"].startswith("Redis read"))
+    assert redis_vs_hello["measured"] is not None and redis_vs_hello["measured"] > 0
+    markdown = (tmp_path / "bench.md").read_text()
+    assert "### Redis read: `/redis/kv/items:1`" in markdown and "| project |" in markdown
+    for png in ("routes.png", "probe.png"):
+        assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--seconds", "0"], "error: --seconds must be from 1 to 600\n"),
+    (["--threads", "0"], "error: --threads, --probe-rate and --locust-users must be positive\n"),
+])
+def test_bad_options_are_one_line_errors(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from bench.__main__ import main
+
+    assert main(argv) == 2
+    assert capsys.readouterr().err == message
+
+
+def test_an_unknown_variant_is_refused_with_the_known_ones(capsys: pytest.CaptureFixture[str]) -> None:
+    from bench.__main__ import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["--variants", "project,gevent"])
+    assert exited.value.code == 2
+    assert "unknown variant gevent; choose from blocking, threadpool, celery, project" in capsys.readouterr().err
