@@ -21,6 +21,11 @@ class Hello(tornado.web.RequestHandler):
 async def main(port: int) -> None:
     app = tornado.web.Application([(r"/", Hello)])
     app.listen(port, "127.0.0.1")
+    await until_signal()
+
+
+async def until_signal() -> None:
+    """Return on SIGINT or SIGTERM."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

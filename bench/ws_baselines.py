@@ -11,14 +11,14 @@ only the fan-out inside one process, which is what is measured.
 
 from __future__ import annotations
 
-import asyncio
 import resource
-import signal
 import sys
 from typing import Any
 
 import orjson
 import uvloop
+
+from bench.hello import until_signal
 
 
 def _message(seq: int, data: Any) -> str:
@@ -49,7 +49,7 @@ async def tornado_server(port: int) -> None:
             subscribers.discard(self)
 
     tornado.web.Application([(r"/ws", Handler)], websocket_ping_interval=20).listen(port, "127.0.0.1")
-    await _until_signal()
+    await until_signal()
 
 
 async def websockets_server(port: int) -> None:
@@ -73,15 +73,7 @@ async def websockets_server(port: int) -> None:
             subscribers.discard(conn)
 
     async with serve(handler, "127.0.0.1", port, compression=None, max_queue=None):
-        await _until_signal()
-
-
-async def _until_signal() -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+        await until_signal()
 
 
 if __name__ == "__main__":

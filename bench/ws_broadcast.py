@@ -35,7 +35,6 @@ import http.client
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -44,6 +43,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from bench.servers import free_port, stop_process
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -68,12 +69,6 @@ class Result:
     delivered: float           # frames received / frames expected, both phases
     burst_user_s: float        # the server's CPU in the burst: user space (Python) ...
     burst_system_s: float      # ... and kernel (the loopback TCP send path)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _pin(cpu: int) -> list[str]:
@@ -105,16 +100,6 @@ def _wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 30) ->
         except OSError:
             time.sleep(0.1)
     raise SystemExit(f"error: nothing listens on 127.0.0.1:{port} after {timeout:g} s")
-
-
-def _stop(proc: subprocess.Popen[Any]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def _percentile(ordered: list[float], q: float) -> float:
@@ -174,7 +159,7 @@ def _settle(pid: int, timeout: float = 30) -> None:
 
 def run_target(target: str, connections: int, spaced: int, burst: int, client_procs: int,
                burst_publishers: int) -> Result:
-    port = _free_port()
+    port = free_port()
     cmd, env = _server_cmd(target, port)
     server = subprocess.Popen([*_pin(0), *cmd], cwd=ROOT, env={**os.environ, **env},
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -243,8 +228,8 @@ def run_target(target: str, connections: int, spaced: int, burst: int, client_pr
                       round(_percentile(burst_lat, 0.99), 2), round(delivered, 4), round(user, 3), round(system, 3))
     finally:
         for client in clients:
-            _stop(client)
-        _stop(server)
+            stop_process(client)
+        stop_process(server)
         shutil.rmtree(tmp, ignore_errors=True)
 
 
