@@ -196,7 +196,17 @@ def table(header: list[str], rows: list[list[Any]], align: str = "lr") -> list[s
 
 
 def generic_table(data: Any, columns: list[str] | None = None) -> list[str]:
-    """A free-form JSON result as a table: rows of dicts, a dict of dicts, or a dict of values."""
+    """A free-form JSON result as a table: rows of dicts, a dict of dicts, or a dict of values.
+
+    ``{"runs": [...], ...}`` (what ``bench.ws_broadcast`` writes) is the runs' table, then each
+    other key's own table.
+    """
+    if isinstance(data, dict) and isinstance(data.get("runs"), list):
+        out = generic_table(data["runs"], columns)
+        for key, value in data.items():
+            if key != "runs":
+                out += ["", f"{key}:", "", *generic_table(value)]
+        return out
     if isinstance(data, list) and data and all(isinstance(r, dict) for r in data):
         keys = columns or list(dict.fromkeys(k for r in data for k in r))
         return table(keys, [[r.get(k) for k in keys] for r in data], align="llr")

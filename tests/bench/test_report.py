@@ -79,3 +79,13 @@ def test_write_produces_json_markdown_and_two_pngs(tmp_path: Path) -> None:
     targets = md.split("## Targets")[1].split("## Throughput")[0]
     assert "| 6.000x | 3,000 vs 500 req/s | met |" in targets
     assert "| 9.000x | 100.0 vs 900.0 ms | **missed** |" in targets
+
+
+def test_a_folded_result_with_runs_renders_the_runs_as_a_table_then_the_rest() -> None:
+    lines = report.generic_table({"meta": {"connections": 10}, "runs": [{"target": "a", "p99_ms": 1.5},
+                                                                        {"target": "b", "p99_ms": 250.0}],
+                                  "summary": {"ratio": 3.0}})
+    assert lines[0] == "| target | p99_ms |"
+    assert lines[2:4] == ["| a | 1.50 |", "| b | 250 |"]
+    assert "meta:" in lines and "summary:" in lines
+    assert "| connections | 10 |" in lines and "| ratio | 3.00 |" in lines
