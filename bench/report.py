@@ -255,11 +255,7 @@ def probe_table(results: dict[str, Any]) -> list[str]:
     header = ["variant", "idle p99 ms", *[f"{r} c={top}" for r in routes], "unanswered (all runs)"]
     rows = []
     for variant in _variants(results):
-        idle = results.get("idle_probes", {}).get(variant)
-        row: list[Any] = [variant, idle["p99_ms"] if idle else ""]
-        for route in routes:
-            run = find_run(results, route, variant, top)
-            row.append(_probe_cell(run.get("probe") if run else None))
+        row = _probe_row(results, variant, [(route, top) for route in routes])
         row.append(sum((r.get("probe") or {}).get("unanswered", 0) for r in results["runs"]
                        if r["variant"] == variant))
         rows.append(row)
@@ -269,15 +265,18 @@ def probe_table(results: dict[str, Any]) -> list[str]:
 def probe_by_level_table(results: dict[str, Any], route: str) -> list[str]:
     """The ``/now`` probe p99 while ``route`` runs, per variant and concurrency, next to the idle value."""
     levels = _concurrencies(results)
-    rows = []
-    for variant in _variants(results):
-        idle = results.get("idle_probes", {}).get(variant)
-        row: list[Any] = [variant, idle["p99_ms"] if idle else ""]
-        for level in levels:
-            run = find_run(results, route, variant, level)
-            row.append(_probe_cell(run.get("probe") if run else None))
-        rows.append(row)
+    rows = [_probe_row(results, variant, [(route, level) for level in levels]) for variant in _variants(results)]
     return table(["variant", "idle p99 ms", *[f"c={lv}" for lv in levels]], rows)
+
+
+def _probe_row(results: dict[str, Any], variant: str, runs: list[tuple[str, int]]) -> list[Any]:
+    """A variant's idle probe p99, then its probe cell for each (route, concurrency) run."""
+    idle = results.get("idle_probes", {}).get(variant)
+    row: list[Any] = [variant, idle["p99_ms"] if idle else ""]
+    for route, level in runs:
+        run = find_run(results, route, variant, level)
+        row.append(_probe_cell(run.get("probe") if run else None))
+    return row
 
 
 def all_runs_table(results: dict[str, Any]) -> list[str]:

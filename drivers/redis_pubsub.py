@@ -211,13 +211,12 @@ class Subscriber:
         self.reconnects = 0
         self._conn: SubscriberConnection | None = None
         self._task: asyncio.Task[None] | None = None
-        self._connected = asyncio.Event()
         self._closed = False
         self._retired_messages = 0
 
     @property
     def connected(self) -> bool:
-        return self._conn is not None and self._conn.state is State.READY and self._connected.is_set()
+        return self._conn is not None and self._conn.state is State.READY
 
     async def start(self) -> None:
         """Connect once (raising ``BackendUnavailable``/``BackendTimeout`` if Redis is not there), then keep it."""
@@ -225,7 +224,6 @@ class Subscriber:
             return
         conn = await self._open()
         self._conn = conn
-        self._connected.set()
         self._task = asyncio.create_task(self._keep(conn), name=f"redis-subscriber-{self.where}")
 
     async def subscribe(self, channel: str) -> None:
@@ -233,7 +231,7 @@ class Subscriber:
         if self._closed:
             raise BackendUnavailable(f"redis {self.where}: the subscriber is closed", backend="redis")
         conn = self._conn
-        if conn is None or not self.connected:
+        if conn is None or conn.state is not State.READY:
             raise BackendUnavailable(f"redis {self.where}: the subscription is reconnecting", backend="redis")
         self.channels.add(channel)
         try:
@@ -301,14 +299,12 @@ class Subscriber:
         """Watch the connection (PING), and replace it when it is lost; runs until ``aclose``."""
         while not self._closed:
             await self._watch(conn)
-            self._connected.clear()
             self._retired_messages += conn.messages
             if self._closed:
                 return
             log.warning("redis %s: the subscription was lost; reconnecting", self.where)
             conn = await self._reconnect()
             self._conn = conn
-            self._connected.set()
             self.reconnects += 1
             log.warning("redis %s: subscribed again to %d channels", self.where, len(self.channels))
             if self.on_resubscribed is not None:

@@ -194,21 +194,18 @@ class Hub:
             return
         waiting = channel.joining.pop(peer)
         fields: dict[str, Any] = {"channel": name}
-        last_sent = cmd.since
+        replayed = replay.entries if cmd.since is not None and replay is not None else []
         if cmd.since is not None and replay is not None:
             fields["recovered"] = replay.recovered
-            fields["replayed"] = len(replay.entries)
+            fields["replayed"] = len(replayed)
         self.send_event(peer, protocol.event("subscribed", **fields))
-        if cmd.since is not None and replay is not None:
-            for msg_id, raw_id, data in replay.entries:
-                if not peer.send(protocol.frame(protocol.message_payload(name, raw_id, data))):
-                    self._slow(peer)
-                    return
-                last_sent = msg_id
-        for msg_id, frame in waiting:
-            if (last_sent is None or msg_id > last_sent) and not peer.send(frame):
-                self._slow(peer)
-                return
+        # The replay, then the live messages that came meanwhile and are newer than it: one write.
+        last_sent = replayed[-1][0] if replayed else cmd.since
+        frames = [protocol.frame(protocol.message_payload(name, raw_id, data)) for _, raw_id, data in replayed]
+        frames += [frame for msg_id, frame in waiting if last_sent is None or msg_id > last_sent]
+        if frames and not peer.send(b"".join(frames)):
+            self._slow(peer)
+            return
         channel.live[peer] = None
 
     def unsubscribe(self, peer: Peer, name: str) -> None:
