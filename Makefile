@@ -15,16 +15,16 @@ $(VENV)/.installed: pyproject.toml
 setup: $(VENV)/.installed
 
 stack: setup
-	$(PY) -m app stack up --ignite-nodes $(IGNITE_NODES)
+	$(PY) -m stack up --ignite-nodes $(IGNITE_NODES)
 
 stack-down: setup
-	$(PY) -m app stack down
+	$(PY) -m stack down
 
 run: stack
 	$(PY) -m app serve
 
 lint: setup
-	$(VENV)/bin/ruff check app drivers tests bench
+	$(VENV)/bin/ruff check app drivers stack tests bench
 
 typecheck: setup
 	$(VENV)/bin/mypy

@@ -1,15 +1,13 @@
-"""Command line: ``python -m app serve|seed|stack|ws-token ...``."""
+"""Command line: ``python -m app serve|seed|ws-token ...`` (the local stack of servers: ``python -m stack``)."""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 
 from pydantic import ValidationError
 
 from app.settings import Settings, load_settings
-from app.stack.process import SetupFailed
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -24,10 +22,6 @@ def _parser() -> argparse.ArgumentParser:
     token = sub.add_parser("ws-token", help="a token for a private:* WebSocket channel (needs the channel secret)")
     token.add_argument("channel", help="the channel, e.g. private:alice")
     token.add_argument("--ttl", type=int, default=3600, help="seconds the token stays valid (default 3600)")
-    stack = sub.add_parser("stack", help="the local stack of real backend servers")
-    stack.add_argument("action", choices=["up", "down", "status"])
-    stack.add_argument("services", nargs="*", help="mysql, redis, mongo, ignite (default: all)")
-    stack.add_argument("--ignite-nodes", type=int, default=1, help="Ignite nodes to run (up only)")
     return p
 
 
@@ -93,16 +87,6 @@ def main(argv: list[str] | None = None) -> int:
             return serve(settings)
         if args.command == "seed":
             return _seed(settings, args.items)
-        if args.command == "ws-token":
-            return _ws_token(settings, args.channel, args.ttl)
-        from app.stack import cli as stack
-        if args.action == "up":
-            return asyncio.run(stack.up(settings, args.services, args.ignite_nodes))
-        if args.action == "down":
-            return stack.down(settings, args.services)
-        return asyncio.run(stack.status(settings, args.services))
-    except SetupFailed as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return _ws_token(settings, args.channel, args.ttl)
     except KeyboardInterrupt:
         return 130

@@ -2,24 +2,32 @@
 
 Build it inside the running event loop (after any fork); hand it to handlers
 through ``initialize()``.  Nothing connects at import time.
+
+The resources are the four backend clients and the Redis pub/sub subscription,
+each a ``drivers.base.ManagedClient``; the context starts them in that order and
+closes them in reverse.  Each client's call boundary reports to ``observer``
+(the service connects it to Prometheus).  The WebSocket hub is not a resource:
+it is handed the subscription and the pipelined Redis connection it works with.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
 from app.settings import Settings
+from app.ws.history import History
 from app.ws.hub import Hub
-from drivers.base import ManagedClient
+from drivers.base import ManagedClient, Observer
 from drivers.errors import BackendTimeout, DriverError
+from drivers.ignite import Cache
 from drivers.ignite import Client as IgniteClient
-from drivers.ignite.cache import Cache
 from drivers.mongo import MongoClient
 from drivers.mysql import MySQLClient
-from drivers.redis import RedisClient
+from drivers.redis import RedisClient, Subscriber
 
 
 class StartupFailed(Exception):
@@ -33,13 +41,40 @@ class Context:
     redis: RedisClient
     mongo: MongoClient
     ignite: IgniteClient
+    subscriber: Subscriber
     hub: Hub
     started: list[ManagedClient] = field(default_factory=list)
     draining: bool = False
-    hub_started: bool = False
     in_flight: int = 0
     _caches: dict[str, Cache] = field(default_factory=dict)
     _idle: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @classmethod
+    def build(cls, settings: Settings, observer: Observer | None = None) -> Context:
+        """The clients, built without I/O from their settings sections; ``observer`` sees every backend call."""
+        redis = RedisClient(settings.redis)
+        subscriber = Subscriber(settings.redis)
+        w = settings.ws
+        hub = Hub(w, History(redis.pipe, prefix=w.key_prefix, size=w.history_size, ttl_s=w.history_ttl_s),
+                  subscriber)
+        ctx = cls(settings=settings, mysql=MySQLClient(settings.mysql), redis=redis,
+                  mongo=MongoClient(settings.mongo), ignite=IgniteClient(config=settings.ignite),
+                  subscriber=subscriber, hub=hub)
+        for resource in ctx.resources:
+            resource.calls.observer = observer
+        return ctx
+
+    @property
+    def clients(self) -> list[ManagedClient]:
+        """The four backends, in start order (what ``/readyz`` pings)."""
+        return [self.mysql, self.redis, self.mongo, self.ignite]
+
+    @property
+    def resources(self) -> list[ManagedClient]:
+        """Everything the context starts and closes: the backends, then the subscription."""
+        return [*self.clients, self.subscriber]
+
+    # -- requests in flight --------------------------------------------------------------------
 
     def request_started(self) -> None:
         self.in_flight += 1
@@ -51,36 +86,16 @@ class Context:
             self.in_flight = 0
             self._idle.set()
 
-    async def drained(self, timeout: float) -> bool:
-        """Wait until no request is in flight; False when ``timeout`` passed first."""
+    async def drained(self, timeout_s: float) -> bool:
+        """Wait until no request is in flight; False when ``timeout_s`` passed first."""
         if self.in_flight == 0:
             return True
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(timeout_s):
                 await self._idle.wait()
         except TimeoutError:
             return False
         return True
-
-    @classmethod
-    def build(cls, settings: Settings) -> Context:
-        m, r, g, i = settings.mysql, settings.redis, settings.mongo, settings.ignite
-        redis = RedisClient(host=r.host, port=r.port, db=r.db, password=r.password, pool_max=r.pool_max,
-                            pool_wait_timeout_s=r.pool_wait_timeout_s, connect_timeout_s=r.connect_timeout_s,
-                            socket_timeout_s=r.socket_timeout_s, read_retries=r.read_retries)
-        return cls(
-            settings=settings,
-            mysql=MySQLClient(host=m.host, port=m.port, user=m.user, password=m.password, database=m.database,
-                              pool_min=m.pool_min, pool_max=m.pool_max, pool_recycle_s=m.pool_recycle_s,
-                              connect_timeout_s=m.connect_timeout_s, query_timeout_s=m.query_timeout_s),
-            redis=redis,
-            mongo=MongoClient(host=g.host, port=g.port, database=g.database, pool_max=g.pool_max,
-                              server_selection_timeout_s=g.server_selection_timeout_s,
-                              connect_timeout_s=g.connect_timeout_s, socket_timeout_s=g.socket_timeout_s),
-            ignite=IgniteClient(i.nodes, username=i.username, password=i.password,
-                                timeout=i.request_timeout_s, connect_timeout=i.connect_timeout_s),
-            hub=Hub(settings.ws, r, redis.pipe),
-        )
 
     async def ignite_cache(self, name: str) -> Cache:
         """The named Ignite cache, created on first use (once per process)."""
@@ -89,58 +104,52 @@ class Context:
             cache = self._caches[name] = await self.ignite.get_or_create_cache(name)
         return cache
 
-    @property
-    def clients(self) -> list[ManagedClient]:
-        return [self.mysql, self.redis, self.mongo, self.ignite]
+    # -- lifecycle -----------------------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Start every client in order; on failure close those started and raise StartupFailed."""
-        for client in self.clients:
+    async def start(self, only: Collection[str] | None = None) -> None:
+        """Start the resources in order (``only``: just those named); on failure close those started and raise.
+
+        ``StartupFailed`` names the resource and its address.
+        """
+        for resource in self.resources:
+            if only is not None and resource.name not in only:
+                continue
             try:
-                await client.start()
+                await resource.start()
             except (DriverError, TimeoutError, OSError) as exc:
                 await self.aclose()
-                address = getattr(client, "address", "?")
-                raise StartupFailed(f"{client.name} at {address}: {_first_line(exc)}") from exc
-            self.started.append(client)
-        try:
-            await self.hub.start()
-        except (DriverError, TimeoutError, OSError) as exc:
-            await self.aclose()
-            raise StartupFailed(f"redis subscription at {self.redis.address}: {_first_line(exc)}") from exc
-        self.hub_started = True
+                raise StartupFailed(f"{resource.name} at {resource.address}: {_first_line(exc)}") from exc
+            self.started.append(resource)
 
     async def aclose(self) -> None:
-        """Close the hub's subscription, then started clients in reverse order; errors are collected."""
+        """Stop the hub's tasks, then close started resources in reverse order; errors are collected."""
         errors: list[BaseException] = []
-        if self.hub_started:
-            self.hub_started = False
-            try:
-                await self.hub.aclose()
-            except Exception as exc:
-                errors.append(exc)
+        try:
+            await self.hub.aclose()
+        except Exception as exc:
+            errors.append(exc)
         while self.started:
-            client = self.started.pop()
+            resource = self.started.pop()
             try:
-                await client.aclose()
+                await resource.aclose()
             except Exception as exc:
                 errors.append(exc)
         if errors:
             raise ExceptionGroup("closing backend clients", errors)  # type: ignore[type-var]
 
-    async def readiness(self, timeout: float) -> tuple[bool, dict[str, Any]]:
+    async def readiness(self, timeout_s: float) -> tuple[bool, dict[str, Any]]:
         """Ping every backend concurrently; (all ok, per-backend result)."""
 
         async def one(client: ManagedClient) -> dict[str, Any]:
             began = time.perf_counter()
             try:
-                async with asyncio.timeout(timeout):
+                async with asyncio.timeout(timeout_s):
                     await client.ping()
             except TimeoutError as exc:
-                why = str(exc) if isinstance(exc, BackendTimeout) else f"no answer within {timeout:g} s"
-                return {"ok": False, "address": getattr(client, "address", "?"), "error": why}
+                why = str(exc) if isinstance(exc, BackendTimeout) else f"no answer within {timeout_s:g} s"
+                return {"ok": False, "address": client.address, "error": why}
             except (DriverError, OSError) as exc:
-                return {"ok": False, "address": getattr(client, "address", "?"), "error": _first_line(exc)}
+                return {"ok": False, "address": client.address, "error": _first_line(exc)}
             return {"ok": True, "latency_ms": round((time.perf_counter() - began) * 1000, 3)}
 
         results = await asyncio.gather(*(one(c) for c in self.clients))

@@ -17,8 +17,6 @@ from typing import Any
 import orjson
 import tornado.web
 
-from app import metrics
-
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
@@ -42,19 +40,21 @@ def configure() -> None:
 
 
 class AccessLog:
-    """The Application's ``log_function``: request metrics always, a JSON access line when enabled."""
+    """The Application's ``log_function``: a JSON access line per request, when enabled.
+
+    It only logs: request metrics are recorded by the handlers (``app.handlers.base``).
+    """
 
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
         self.pid = os.getpid()
 
     def __call__(self, handler: tornado.web.RequestHandler) -> None:
+        if not self.enabled:
+            return
         request, status = handler.request, handler.get_status()
         seconds = request.request_time()
         route = getattr(handler, "route", "unmatched")
-        metrics.observe_request(route, request.method or "", status, seconds)
-        if not self.enabled:
-            return
         line = orjson.dumps({
             "ts": round(time.time(), 6), "level": "info", "logger": "app.access", "pid": self.pid,
             "request_id": getattr(handler, "request_id", ""), "method": request.method, "path": request.path,

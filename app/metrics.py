@@ -11,17 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 
-from drivers.base import ManagedClient
-from drivers.errors import BackendTimeout, BackendUnavailable, DriverError
+from drivers.base import NUMERIC_STATS, ManagedClient, error_kind
+from drivers.errors import DriverError
 
-__all__ = ["CONTENT_TYPE", "backend_call", "observe_request", "render", "sample_forever"]
+__all__ = ["CONTENT_TYPE", "observe_backend", "observe_request", "render", "sample_forever"]
 
 MULTIPROCESS = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
 
@@ -38,15 +37,11 @@ BACKEND_ERRORS = Counter("backend_errors_total", "Failed backend calls, by backe
                          "(unavailable, timeout, error)", ["backend", "kind"])
 POOL = Gauge("backend_pool_connections", "Pooled backend connections, by backend and state (in_use, idle)",
              ["backend", "state"], multiprocess_mode="livesum")
-IGNITE = Gauge("ignite_client", "The Ignite client's own counters (in_flight, requests, late_replies, "
-               "reconnects, connected, retries, partition_map_refreshes)", ["stat"], multiprocess_mode="livesum")
+CLIENT = Gauge("backend_client", "Each backend client's own counters, the same for every client (connected, "
+               "in_flight, requests, errors, timeouts, late_replies, reconnects, retries, pool_in_use, pool_idle, "
+               "pool_max)", ["backend", "stat"], multiprocess_mode="livesum")
 LOOP_LAG = Gauge("event_loop_lag_seconds", "How late the event loop woke a timer at the last sample",
                  multiprocess_mode="livemax")
-
-REDIS_PIPE = Gauge("redis_pipelined_connection", "The pipelined Redis connection's counters (connected, "
-                   "in_flight, late_replies, timeouts, reconnects)", ["stat"], multiprocess_mode="livesum")
-_REDIS_PIPE_STATS = {"connected": "pipelined_connected", "in_flight": "pipelined_in_flight",
-                     "late_replies": "late_replies", "timeouts": "pipelined_timeouts", "reconnects": "reconnects"}
 
 WS_CONNECTIONS = Gauge("ws_connections", "Open WebSocket connections", multiprocess_mode="livesum")
 WS_SUBSCRIPTIONS = Gauge("ws_subscriptions", "Channel subscriptions of WebSocket connections",
@@ -65,9 +60,6 @@ WS_COUNTERS = {
     "fanout_seconds": Counter("ws_fanout_seconds", "Time spent framing and writing live messages"),
 }
 _ws_seen: dict[str, float] = {}
-
-_IGNITE_STATS = ("in_flight", "requests", "late_replies", "reconnects", "connected", "retries",
-                 "partition_map_refreshes")
 
 
 # Labelled children, looked up once per label set: ``labels()`` validates and joins its
@@ -89,56 +81,33 @@ def observe_request(route: str, method: str, status: int, seconds: float) -> Non
     histogram.observe(seconds)
 
 
-def _kind(exc: DriverError) -> str:
-    if isinstance(exc, BackendTimeout):
-        return "timeout"
-    if isinstance(exc, BackendUnavailable):
-        return "unavailable"
-    return "error"
-
-
-class backend_call:  # lower case: used like the function it replaced, ``with backend_call("redis", "get"):``
-    """Time one backend call; count it as an error of its kind if it raises a DriverError."""
-
-    __slots__ = ("_began", "_histogram", "backend")
-
-    def __init__(self, backend: str, op: str) -> None:
-        self.backend = backend
-        histogram = _backend_latency.get((backend, op))
-        if histogram is None:
-            histogram = _backend_latency[(backend, op)] = BACKEND_LATENCY.labels(backend, op)
-        self._histogram = histogram
-        self._began = 0.0
-
-    def __enter__(self) -> None:
-        self._began = time.perf_counter()
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
-        self._histogram.observe(time.perf_counter() - self._began)
-        if isinstance(exc, DriverError):
-            BACKEND_ERRORS.labels(self.backend, _kind(exc)).inc()
+def observe_backend(backend: str, op: str, seconds: float, error: DriverError | None) -> None:
+    """The drivers' observer (``drivers.base.Observer``): one finished backend call."""
+    histogram = _backend_latency.get((backend, op))
+    if histogram is None:
+        histogram = _backend_latency[(backend, op)] = BACKEND_LATENCY.labels(backend, op)
+    histogram.observe(seconds)
+    if error is not None:
+        BACKEND_ERRORS.labels(backend, error_kind(error)).inc()
 
 
 def sample_clients(clients: Sequence[ManagedClient]) -> None:
-    """Copy pool occupancy, the pipelined Redis connection's and the Ignite client's counters into the gauges."""
+    """Copy every client's ``stats()`` (one shape for all) into the gauges."""
     for client in clients:
         stats = client.stats()
-        if "in_use" in stats:
-            POOL.labels(client.name, "in_use").set(stats["in_use"])
-            POOL.labels(client.name, "idle").set(stats.get("idle", 0))
-        if client.name == "ignite":
-            for stat in _IGNITE_STATS:
-                IGNITE.labels(stat).set(float(stats.get(stat) or 0))
-        elif client.name == "redis":
-            for label, key in _REDIS_PIPE_STATS.items():
-                REDIS_PIPE.labels(label).set(float(stats.get(key) or 0))
+        backend = client.name
+        POOL.labels(backend, "in_use").set(stats["pool_in_use"])
+        POOL.labels(backend, "idle").set(stats["pool_idle"])
+        CLIENT.labels(backend, "connected").set(1 if stats["connected"] else 0)
+        for stat in NUMERIC_STATS:
+            CLIENT.labels(backend, stat).set(float(stats[stat]))  # type: ignore[literal-required]
 
 
 def sample_ws(stats: dict[str, Any]) -> None:
     """Copy the WebSocket hub's gauges, and add its counters' growth since the last sample."""
     WS_CONNECTIONS.set(stats["connections"])
     WS_SUBSCRIPTIONS.set(stats["subscriptions"])
-    WS_CHANNELS.set(stats["subscriber"]["channels"])
+    WS_CHANNELS.set(stats["subscriber"]["detail"]["channels"])
     WS_SUBSCRIBER_UP.set(1 if stats["subscriber"]["connected"] else 0)
     for name, counter in WS_COUNTERS.items():
         value = float(stats[name])

@@ -44,13 +44,12 @@ async def _redis(ctx: Context, items: list[dict[str, object]]) -> None:
 
 async def _mongo(ctx: Context, items: list[dict[str, object]]) -> None:
     # Only the missing ones: the items are deterministic, and upserts are slow on FerretDB.
-    collection = ctx.mongo.db["items"]
-    with ctx.mongo.convert_errors():
-        present = {doc["_id"] async for doc in collection.find({}, {"_id": 1})}
-        docs = [{"_id": it["id"], "name": it["name"], "price_cents": it["price_cents"]}
-                for it in items if it["id"] not in present]
-        for start in range(0, len(docs), BATCH):
-            await collection.insert_many(docs[start:start + BATCH], ordered=False)
+    collection = ctx.mongo.collection("items")
+    present = {doc["_id"] for doc in await collection.find({}, {"_id": 1})}
+    docs = [{"_id": it["id"], "name": it["name"], "price_cents": it["price_cents"]}
+            for it in items if it["id"] not in present]
+    for start in range(0, len(docs), BATCH):
+        await collection.insert_many(docs[start:start + BATCH], ordered=False)
 
 
 async def _ignite(ctx: Context, items: list[dict[str, object]]) -> None:
@@ -72,7 +71,7 @@ async def _ignite(ctx: Context, items: list[dict[str, object]]) -> None:
 
 
 async def run(ctx: Context, count: int) -> None:
-    await ctx.start()
+    await ctx.start(only=[client.name for client in ctx.clients])  # not the pub/sub subscription: no use here
     try:
         await seed(ctx, count)
     finally:

@@ -8,6 +8,9 @@ Shutdown, on SIGTERM or SIGINT:
 3. every WebSocket is closed with 1001 ("going away"); closing handshakes get ``ws.close_timeout_s``;
 4. requests in flight get ``shutdown_timeout_s`` to finish (kept-alive connections are then closed);
 5. the Redis subscription and the clients close in reverse order of start; the process exits 0.
+
+Request metrics are recorded by the handlers when a request finishes; backend call metrics by the
+drivers themselves, through the observer the context hands them (``metrics.observe_backend``).
 """
 
 from __future__ import annotations
@@ -72,7 +75,7 @@ def make_app(ctx: Context) -> tornado.web.Application:
 
 async def serve_forever(settings: Settings) -> int:
     """Start the clients, listen, and run until SIGINT/SIGTERM; then drain and close."""
-    ctx = Context.build(settings)
+    ctx = Context.build(settings, observer=metrics.observe_backend)
     try:
         await ctx.start()
     except StartupFailed as exc:
@@ -110,7 +113,7 @@ async def _shut_down(ctx: Context, server: tornado.httpserver.HTTPServer, settin
     if s.shutdown_grace_s > 0:
         await asyncio.sleep(s.shutdown_grace_s)
     server.stop()
-    await ctx.hub.close_all(timeout=settings.ws.close_timeout_s)
+    await ctx.hub.close_all(timeout_s=settings.ws.close_timeout_s)
     drained = await ctx.drained(s.shutdown_timeout_s)
     if not drained:
         print(f"warning: {ctx.in_flight} requests still in flight after {s.shutdown_timeout_s:g} s; closing",

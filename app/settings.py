@@ -1,20 +1,33 @@
 """Every address, pool size and timeout of the service, in one model.
 
+The backends' sections are the drivers' own config types (``MySQLConfig``,
+``RedisConfig``, ``MongoConfig``, ``IgniteConfig``): each setting and its default
+is written once, in the driver, and reaches the client whole.  The only
+defaults written here are the service's own and the local stack's addresses.
+
 Values come from, in order of precedence: keyword arguments, environment
 variables prefixed ``ASYNCSTACK_`` (nested with ``__``, e.g.
-``ASYNCSTACK_MYSQL__PORT=3306``), the file named by ``ASYNCSTACK_ENV_FILE``
-(dotenv format, optional), then the defaults below — which point at the local
-stack that ``python -m app stack up`` starts.  Use IP literals for hosts: a
+``ASYNCSTACK_MYSQL__PORT=3306`` or ``ASYNCSTACK_REDIS__RETRY__ATTEMPTS=1``), the
+file named by ``ASYNCSTACK_ENV_FILE`` (dotenv format, optional), then the
+defaults — which point at the local stack that ``python -m stack up`` starts.
+Every duration ends in ``_s`` and is in seconds.  Use IP literals for hosts: a
 host name makes the event loop resolve it on a thread.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, Field
+import pydantic.dataclasses
+from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+import drivers.ignite.config
+import drivers.mongo.config
+import drivers.mysql.config
+import drivers.redis.config
 
 # The local stack's addresses: the one place they are written down.  MySQL,
 # Redis and MongoDB use non-default ports so they never meet a developer's own.
@@ -22,79 +35,21 @@ STACK_HOST = "127.0.0.1"
 MYSQL_PORT = 13306
 REDIS_PORT = 16379
 MONGO_PORT = 27117
-IGNITE_CLIENT_PORT = 10800          # node i listens on IGNITE_CLIENT_PORT + i
-# Ignite's own defaults (47500, 47100) lie inside Linux's ephemeral port range (32768-60999):
-# a client socket's source port in TIME-WAIT there makes a node fail to bind at start.  Every
-# port of the stack is kept below 32768.
-IGNITE_DISCOVERY_PORT = 24500       # node i: IGNITE_DISCOVERY_PORT + i (list: +0..+9)
-IGNITE_COMMUNICATION_PORT = 24100   # node i: IGNITE_COMMUNICATION_PORT + i
-# The secure node (TLS + authentication, its own one-node cluster): `ignite-secure` in the stack.
-IGNITE_SECURE_PORT = 10900
-IGNITE_SECURE_DISCOVERY_PORT = 24600  # discovery list 127.0.0.1:24600..24609
-IGNITE_SECURE_COMMUNICATION_PORT = 24200
+IGNITE_CLIENT_PORT = 10800          # node i listens on IGNITE_CLIENT_PORT + i (the stack's other ports: stack/)
 
-
-class MySQLSettings(BaseModel):
-    host: str = STACK_HOST
-    port: int = MYSQL_PORT
-    user: str = "app"
-    password: str = "app"
-    database: str = "app"
-    pool_min: int = 1
-    pool_max: int = 20
-    pool_recycle_s: float = 3600.0
-    connect_timeout_s: float = 2.0
-    query_timeout_s: float = 10.0
-
-    @property
-    def address(self) -> str:
-        return f"{self.host}:{self.port}"
-
-
-class RedisSettings(BaseModel):
-    host: str = STACK_HOST
-    port: int = REDIS_PORT
-    db: int = 0
-    password: str | None = None
-    pool_max: int = 64
-    pool_wait_timeout_s: float = 2.0
-    connect_timeout_s: float = 2.0
-    socket_timeout_s: float = 5.0
-    read_retries: int = 2               # retries for idempotent commands after a lost connection
-
-    @property
-    def address(self) -> str:
-        return f"{self.host}:{self.port}"
-
-
-class MongoSettings(BaseModel):
-    host: str = STACK_HOST
-    port: int = MONGO_PORT
-    database: str = "app"
-    pool_max: int = 50
-    server_selection_timeout_s: float = 2.0
-    connect_timeout_s: float = 2.0
-    socket_timeout_s: float = 10.0
-
-    @property
-    def address(self) -> str:
-        return f"{self.host}:{self.port}"
-
-    @property
-    def uri(self) -> str:
-        return f"mongodb://{self.host}:{self.port}/?directConnection=true"
-
-
-class IgniteSettings(BaseModel):
-    nodes: list[tuple[str, int]] = Field(default_factory=lambda: [(STACK_HOST, IGNITE_CLIENT_PORT)])
-    username: str | None = None
-    password: str | None = None
-    connect_timeout_s: float = 2.0
-    request_timeout_s: float = 10.0
-
-    @property
-    def address(self) -> str:
-        return ",".join(f"{h}:{p}" for h, p in self.nodes)
+# The drivers' config types are plain dataclasses; pydantic's wrapper of each lets the
+# settings read nested fields from the environment (a JSON list for Ignite's nodes, too).
+# The instances are still the drivers' types.
+if TYPE_CHECKING:
+    from drivers.ignite.config import IgniteConfig
+    from drivers.mongo.config import MongoConfig
+    from drivers.mysql.config import MySQLConfig
+    from drivers.redis.config import RedisConfig
+else:
+    MySQLConfig = pydantic.dataclasses.dataclass(drivers.mysql.config.MySQLConfig, frozen=True)
+    RedisConfig = pydantic.dataclasses.dataclass(drivers.redis.config.RedisConfig, frozen=True)
+    MongoConfig = pydantic.dataclasses.dataclass(drivers.mongo.config.MongoConfig, frozen=True)
+    IgniteConfig = pydantic.dataclasses.dataclass(drivers.ignite.config.IgniteConfig, frozen=True)
 
 
 class ServerSettings(BaseModel):
@@ -135,11 +90,40 @@ class Settings(BaseSettings):
     )
 
     server: ServerSettings = Field(default_factory=ServerSettings)
-    mysql: MySQLSettings = Field(default_factory=MySQLSettings)
-    redis: RedisSettings = Field(default_factory=RedisSettings)
-    mongo: MongoSettings = Field(default_factory=MongoSettings)
-    ignite: IgniteSettings = Field(default_factory=IgniteSettings)
+    mysql: MySQLConfig = Field(default_factory=lambda: MySQLConfig(host=STACK_HOST, port=MYSQL_PORT))
+    redis: RedisConfig = Field(default_factory=lambda: RedisConfig(host=STACK_HOST, port=REDIS_PORT))
+    mongo: MongoConfig = Field(default_factory=lambda: MongoConfig(host=STACK_HOST, port=MONGO_PORT))
+    ignite: IgniteConfig = Field(default_factory=lambda: IgniteConfig(nodes=((STACK_HOST, IGNITE_CLIENT_PORT),)))
     ws: WsSettings = Field(default_factory=WsSettings)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _onto_defaults(cls, data: Any) -> Any:
+        """Settings given for part of a section (``ASYNCSTACK_REDIS__RETRY__ATTEMPTS=1``) change only that part.
+
+        Without this, a section given partly would be built from its type's defaults
+        and lose the service's own (the local stack's ports) and the nested ones.
+        """
+        if not isinstance(data, dict):
+            return data
+        merged = dict(data)
+        for name, field in cls.model_fields.items():
+            given = merged.get(name)
+            if dataclasses.is_dataclass(given) and not isinstance(given, type):
+                merged[name] = given = dataclasses.asdict(given)  # a driver's own config, given whole
+            if isinstance(given, dict) and field.default_factory is not None:
+                default: Any = field.default_factory()  # type: ignore[call-arg]
+                base = default.model_dump() if isinstance(default, BaseModel) else dataclasses.asdict(default)
+                merged[name] = _deep_merge(base, given)
+        return merged
+
+
+def _deep_merge(base: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in given.items():
+        out[key] = _deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) \
+            else value
+    return out
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -32,9 +32,9 @@ import uvloop
 from pyignite import AioClient as PyAioClient
 
 from app.settings import IGNITE_CLIENT_PORT, STACK_HOST
-from app.stack.process import STATE
 from drivers.ignite import CacheConfig, CacheMode, Client
 from drivers.ignite.errors import IgniteError
+from stack.process import STATE
 
 NODES = [(STACK_HOST, IGNITE_CLIENT_PORT + i) for i in range(3)]
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -134,7 +134,7 @@ async def recovery() -> dict[str, Any]:
         tasks = [asyncio.ensure_future(reader(w)) for w in range(16)]
         await asyncio.sleep(1.0)
         began = time.monotonic()
-        proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "app", "stack", "down", "ignite-2",
+        proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "stack", "down", "ignite-2",
                                                     stdout=subprocess.DEVNULL)
         await proc.wait()
         stopped = time.monotonic()
@@ -146,7 +146,7 @@ async def recovery() -> dict[str, Any]:
                   "node stop took (s)": stopped - began, "failed calls": len(errors),
                   "error types": sorted(set(errors))}
         await cache.destroy()
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "app", "stack", "up", "ignite",
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "stack", "up", "ignite",
                                                 "--ignite-nodes", "3", stdout=subprocess.DEVNULL)
     await proc.wait()
     return result

@@ -3,7 +3,7 @@
     .venv/bin/python -m bench.mysql_pool [--concurrency 256] [--seconds 3] [--rounds 2]
 
 Each round runs ``--concurrency`` loops of ``SELECT SLEEP(0.05)`` for ``--seconds`` through
-aiomysql's ``Pool`` and through ``drivers.mysql_pool.Pool`` (both with as many connections as
+aiomysql's ``Pool`` and through ``drivers.mysql.pool.Pool`` (both with as many connections as
 loops), alternating, and reports queries/s and this process's CPU per query.  Needs the local
 stack's MariaDB.  Results: ``bench/results/mysql_pool.json``.
 """
@@ -23,7 +23,7 @@ import aiomysql
 import uvloop
 
 from app.settings import load_settings
-from drivers.mysql_pool import Pool
+from drivers.mysql.pool import Pool
 
 RESULTS = Path(__file__).resolve().parents[1] / "bench" / "results"
 

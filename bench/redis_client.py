@@ -23,8 +23,7 @@ from typing import Any
 import redis.asyncio as aredis
 import uvloop
 
-from drivers.redis import RedisClient
-from drivers.redis_pipe import PipelinedRedis
+from drivers.redis import PipelinedRedis, RedisClient, RedisConfig
 
 RESULTS = Path(__file__).resolve().parent / "results"
 KEY = "bench:redis_client"
@@ -50,7 +49,7 @@ async def _timed(get: Callable[[], Awaitable[Any]], concurrency: int, seconds: f
 
 
 async def main(host: str, port: int, seconds: float) -> list[dict[str, Any]]:
-    client = RedisClient(host=host, port=port, pool_max=64)
+    client = RedisClient(RedisConfig(host=host, port=port, pool_max=64))
     await client.start()
     await client.set(KEY, "v" * 32)
     pipe = PipelinedRedis(host, port)

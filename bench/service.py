@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.service [--seconds 5] [--connections 64] [--workers 2]
 
-Needs ``wrk`` (Debian: ``apt-get install -y wrk``) and the local stack (``python -m app stack up``);
+Needs ``wrk`` (Debian: ``apt-get install -y wrk``) and the local stack (``python -m stack up``);
 it seeds the items itself.  Loopback only; every run is bounded by ``--seconds``; the servers it
 starts are stopped with SIGTERM.  In the same run it measures a bare Tornado hello-world
 (``bench/hello.py``): with ``taskset`` available, single-process servers are pinned to CPU 0 and wrk

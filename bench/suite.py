@@ -100,19 +100,19 @@ def _clock(seconds: float) -> str:
     return f"{seconds // 60}:{seconds % 60:02d}"
 
 
-def _app(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "app", *args], cwd=ROOT, capture_output=True, text=True,
+def _run(module: str, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True, text=True,
                           timeout=timeout, check=False)
 
 
 def prepare_stack(config: Config, progress: Progress) -> None:
     if config.stack:
-        progress.say("stack: starting what is not running (python -m app stack up) ...")
-        done = _app("stack", "up", timeout=1800)
+        progress.say("stack: starting what is not running (python -m stack up) ...")
+        done = _run("stack", "up", timeout=1800)
         if done.returncode != 0:
             tail = (done.stderr or done.stdout).strip().splitlines()
             raise BenchError(f"the local stack did not come up: {tail[-1] if tail else 'no output'}")
-    done = _app("seed", timeout=300)
+    done = _run("app", "seed", timeout=300)
     if done.returncode != 0:
         tail = (done.stderr or done.stdout).strip().splitlines()
         raise BenchError(f"seeding failed (is the stack up?): {tail[-1] if tail else 'no output'}")

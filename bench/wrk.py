@@ -16,7 +16,7 @@ import subprocess
 import tempfile
 from dataclasses import asdict, dataclass
 
-from app.stack.process import SetupFailed
+from stack.process import SetupFailed
 
 _MARKER = "WRK_JSON "
 _LUA = """
@@ -107,7 +107,7 @@ def ensure_installed() -> None:
     """Install wrk from Debian's packages if it is missing (as root, or with password-less sudo)."""
     if shutil.which("wrk"):
         return
-    from app.stack.services import apt_install
+    from stack.services import apt_install
     try:
         apt_install("wrk")
     except SetupFailed as exc:

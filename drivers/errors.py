@@ -3,11 +3,17 @@
     DriverError
     ├── BackendUnavailable   the backend cannot be reached or the connection was lost
     ├── BackendTimeout       a deadline passed (also a builtin ``TimeoutError``)
-    └── BackendError         the backend answered with an error of its own
+    ├── BackendError         the backend answered with an error of its own
+    ├── ProtocolError        the backend sent bytes that break the protocol (garbage, desync)
+    └── InterfaceError       the caller asked for something that cannot be done: a misuse,
+                             found before anything is sent (also a builtin ``ValueError``)
 
 Each driver converts third-party exceptions at its boundary, so the service
-only ever needs ``except DriverError`` and the three groups above.  The Ignite
-client's own tree (``drivers.ignite.errors``) hangs under the same groups.
+only ever needs ``except DriverError`` and the groups above.  The first three
+say the backend is slow or broken; ``ProtocolError`` says the peer broke the
+rules; ``InterfaceError`` says the code calling the driver did (a service
+answers it with 500, or 400 when the bad value came from the request).  The
+Ignite client's own tree (``drivers.ignite.errors``) hangs under the same groups.
 """
 
 from __future__ import annotations
@@ -42,3 +48,14 @@ class BackendTimeout(DriverError, TimeoutError):
 
 class BackendError(DriverError):
     """The backend answered, with an error of its own (bad query, constraint, ...)."""
+
+
+class ProtocolError(DriverError):
+    """The backend sent bytes that do not follow the protocol; the connection was dropped."""
+
+
+class InterfaceError(DriverError, ValueError):
+    """The driver was asked for something it cannot do (a wrong argument, an unusable key, a value it cannot encode).
+
+    Raised before any I/O; retrying the same call fails the same way.
+    """

@@ -23,10 +23,22 @@ from app.settings import Settings, load_settings
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def run_module(module: str, *args: str, env: dict[str, str] | None = None,
+               timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """``python -m MODULE ARGS`` in a child process, output captured."""
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, **(env or {})}, check=False)
+
+
 def run_app(*args: str, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     """``python -m app ARGS`` in a child process, output captured."""
-    return subprocess.run([sys.executable, "-m", "app", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, **(env or {})}, check=False)
+    return run_module("app", *args, env=env, timeout=timeout)
+
+
+def run_stack(*args: str, env: dict[str, str] | None = None,
+              timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """``python -m stack ARGS`` (the local stack of servers) in a child process, output captured."""
+    return run_module("stack", *args, env=env, timeout=timeout)
 
 
 def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, Any]:
@@ -34,9 +46,9 @@ def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> d
     return {"uvloop": uvloop.new_event_loop}
 
 
-async def run_app_async(*args: str) -> subprocess.CompletedProcess[str]:
-    """``python -m app ARGS`` without blocking the event loop of an async test."""
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "app", *args, cwd=ROOT,
+async def run_stack_async(*args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m stack ARGS`` without blocking the event loop of an async test."""
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "stack", *args, cwd=ROOT,
                                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     out, err = await proc.communicate()
     return subprocess.CompletedProcess(list(args), proc.returncode or 0, out.decode(), err.decode())
@@ -45,7 +57,7 @@ async def run_app_async(*args: str) -> subprocess.CompletedProcess[str]:
 @pytest.fixture(scope="session")
 def stack() -> None:
     """The local stack is up (started here if `make test` did not already)."""
-    done = run_app("stack", "up")
+    done = run_stack("up")
     if done.returncode != 0:
         pytest.fail(f"the local stack did not come up:\n{done.stdout}\n{done.stderr}")
 

@@ -4,7 +4,9 @@ Every error a client sees is JSON with the request id::
 
     {"error": "backend unavailable", "backend": "redis", "detail": "...", "request_id": "..."}
 
-DriverError groups map to 503 (unavailable), 504 (timeout) and 502 (the backend's own error);
+DriverError groups map to 503 (unavailable), 504 (timeout), 502 (the backend's own error, or a
+backend that broke its protocol) and 500 (``InterfaceError``: this service misused a driver — a
+bug of ours, logged with its traceback; inside ``request_input()`` it is the request's fault, 400).
 ``HTTPError(400, ...)`` carries a message saying what was wrong with the input; anything else is
 a 500 whose traceback goes to the log, never to the client.
 """
@@ -16,6 +18,8 @@ import logging
 import math
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any
 
@@ -24,8 +28,9 @@ import tornado.web
 from tornado import netutil
 from tornado.httputil import HTTPServerRequest
 
+from app import metrics
 from app.context import Context
-from drivers.errors import BackendError, BackendTimeout, BackendUnavailable, DriverError
+from drivers.errors import BackendError, BackendTimeout, BackendUnavailable, DriverError, InterfaceError, ProtocolError
 
 log = logging.getLogger("app.error")
 
@@ -87,6 +92,13 @@ def apply_forwarded_headers(request: HTTPServerRequest) -> None:
         request.protocol = proto
 
 
+def observe_finished(handler: tornado.web.RequestHandler) -> None:
+    """Count a finished request in the request metrics (route, method, status, time taken)."""
+    request = handler.request
+    metrics.observe_request(getattr(handler, "route", "unmatched"), request.method or "", handler.get_status(),
+                            request.request_time())
+
+
 def dumps(body: Any) -> bytes:
     return orjson.dumps(body, default=_json_default)
 
@@ -104,6 +116,7 @@ class BaseHandler(tornado.web.RequestHandler):
 
     def on_finish(self) -> None:
         self.ctx.request_finished()
+        observe_finished(self)
 
     def set_default_headers(self) -> None:
         if not self.request_id:
@@ -164,10 +177,23 @@ class BaseHandler(tornado.web.RequestHandler):
             raise tornado.web.HTTPError(400, "the JSON body must be an object, not %s", type(value).__name__)
         return value
 
+    @contextmanager
+    def request_input(self) -> Iterator[None]:
+        """Around a driver call that carries the request's own data: a misuse it finds is a 400.
+
+        The driver's ``InterfaceError`` (a value it cannot encode, say) then says what was wrong
+        with the input, instead of being a 500 of ours.
+        """
+        try:
+            yield
+        except InterfaceError as exc:
+            raise tornado.web.HTTPError(400, "%s", exc.message) from exc
+
     # -- errors ------------------------------------------------------------------------------
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
-        if isinstance(value, DriverError | tornado.web.HTTPError):
+        if isinstance(value, tornado.web.HTTPError) or (isinstance(value, DriverError)
+                                                        and not isinstance(value, InterfaceError)):
             return  # expected: answered as JSON, and the access log has the status
         log.error("unhandled error in %s %s (request %s)", self.request.method, self.request.path,
                   self.request_id, exc_info=(typ, value, tb))
@@ -179,6 +205,11 @@ class BaseHandler(tornado.web.RequestHandler):
             status_code, body = 504, {"error": "backend timeout", "backend": exc.backend, "detail": exc.message}
         elif isinstance(exc, BackendUnavailable):
             status_code, body = 503, {"error": "backend unavailable", "backend": exc.backend,
+                                      "detail": exc.message}
+        elif isinstance(exc, InterfaceError):   # our code misused a driver: logged with its traceback
+            status_code, body = 500, {"error": "internal server error", "backend": exc.backend}
+        elif isinstance(exc, ProtocolError):
+            status_code, body = 502, {"error": "backend protocol error", "backend": exc.backend,
                                       "detail": exc.message}
         elif isinstance(exc, BackendError | DriverError):
             status_code, body = 502, {"error": "backend error", "backend": exc.backend, "detail": exc.message}

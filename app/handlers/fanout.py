@@ -9,7 +9,6 @@ import orjson
 
 from app.handlers.base import BaseHandler
 from app.handlers.mysql import ITEM_SQL
-from app.metrics import backend_call
 
 ITEMS = "items"  # Redis key prefix, Mongo collection and Ignite cache of the seed data
 
@@ -28,25 +27,20 @@ class FanoutHandler(BaseHandler):
         self.write_json({"id": item_id, **body})
 
     async def _mysql(self, item_id: int) -> Any:
-        with backend_call("mysql", "item"):
-            row = await self.ctx.mysql.fetchone(ITEM_SQL, (item_id,))
+        row = await self.ctx.mysql.fetchone(ITEM_SQL, (item_id,))
         return None if row is None else {"id": row[0], "name": row[1], "price_cents": row[2]}
 
     async def _redis(self, item_id: int) -> Any:
-        with backend_call("redis", "get"):
-            raw = await self.ctx.redis.get(f"{ITEMS}:{item_id}")
+        raw = await self.ctx.redis.get(f"{ITEMS}:{item_id}")
         return None if raw is None else orjson.loads(raw)
 
     async def _mongo(self, item_id: int) -> Any:
-        mongo = self.ctx.mongo
-        with backend_call("mongo", "find"), mongo.convert_errors():
-            doc = await mongo.db[ITEMS].find_one({"_id": item_id})
+        doc = await self.ctx.mongo.collection(ITEMS).find_one({"_id": item_id})
         if doc is not None:
             doc["id"] = doc.pop("_id")
         return doc
 
     async def _ignite(self, item_id: int) -> Any:
-        with backend_call("ignite", "get"):
-            cache = await self.ctx.ignite_cache(ITEMS)
-            raw = await cache.get(item_id)
+        cache = await self.ctx.ignite_cache(ITEMS)
+        raw = await cache.get(item_id)
         return None if raw is None else orjson.loads(raw)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import tornado.web
 
 from app.handlers.base import BaseHandler
-from app.metrics import backend_call
 
 KV_CACHE = "kv"
 ITEM_SQL = "SELECT id, name, price_cents FROM item WHERE id = ?"
@@ -18,9 +17,8 @@ class CacheKeyHandler(BaseHandler):
 
     async def get(self, key: str) -> None:
         self.key_arg(key)
-        with backend_call("ignite", "get"):
-            cache = await self.ctx.ignite_cache(KV_CACHE)
-            value = await cache.get(key)
+        cache = await self.ctx.ignite_cache(KV_CACHE)
+        value = await cache.get(key)
         if value is None:
             self.write_json({"error": f"no key {key}", "request_id": self.request_id}, 404)
             return
@@ -31,9 +29,8 @@ class CacheKeyHandler(BaseHandler):
         value = self.json_body().get("value")
         if not isinstance(value, str | int | float) or (isinstance(value, int) and not -(2**63) <= value < 2**63):
             raise tornado.web.HTTPError(400, "value must be a string, a number or a boolean")
-        with backend_call("ignite", "put"):
-            cache = await self.ctx.ignite_cache(KV_CACHE)
-            await cache.put(key, value)
+        cache = await self.ctx.ignite_cache(KV_CACHE)
+        await cache.put(key, value)
         self.write_json({"key": key, "value": value})
 
 
@@ -42,9 +39,8 @@ class SqlItemHandler(BaseHandler):
 
     async def get(self, raw_id: str) -> None:
         item_id = self.int_arg(raw_id)
-        with backend_call("ignite", "sql_item"):
-            async with self.ctx.ignite.sql(ITEM_SQL, query_args=[item_id]) as rows:
-                found = [row async for row in rows]
+        async with self.ctx.ignite.sql(ITEM_SQL, query_args=[item_id]) as rows:
+            found = [row async for row in rows]
         if not found:
             self.write_json({"error": f"no item {item_id}", "request_id": self.request_id}, 404)
             return
@@ -57,7 +53,6 @@ class RangeHandler(BaseHandler):
 
     async def get(self) -> None:
         n = int(self.number_query("n", 1, self.ctx.settings.server.max_range, integer=True))
-        with backend_call("ignite", "sql_range"):
-            async with self.ctx.ignite.sql(RANGE_SQL, query_args=[n]) as rows:
-                found = [row async for row in rows]
+        async with self.ctx.ignite.sql(RANGE_SQL, query_args=[n]) as rows:
+            found = [row async for row in rows]
         self.write_json({"n": n, "sum": found[0][0] if found else None})

@@ -7,7 +7,6 @@ import uuid
 import tornado.web
 
 from app.handlers.base import BaseHandler
-from app.metrics import backend_call
 
 COLLECTION = "docs"
 
@@ -20,9 +19,8 @@ class DocsHandler(BaseHandler):
         if "_id" in doc or "id" in doc:
             raise tornado.web.HTTPError(400, "the id is assigned by the server; leave out _id and id")
         doc_id = uuid.uuid4().hex
-        mongo = self.ctx.mongo
-        with backend_call("mongo", "insert"), mongo.convert_errors():
-            await mongo.db[COLLECTION].insert_one({"_id": doc_id, **doc})
+        with self.request_input():  # a number BSON cannot hold is the body's fault
+            await self.ctx.mongo.collection(COLLECTION).insert_one({"_id": doc_id, **doc})
         self.set_header("Location", f"/mongo/docs/{doc_id}")
         self.write_json({"id": doc_id}, 201)
 
@@ -32,9 +30,7 @@ class DocHandler(BaseHandler):
 
     async def get(self, doc_id: str) -> None:
         self.key_arg(doc_id)
-        mongo = self.ctx.mongo
-        with backend_call("mongo", "find"), mongo.convert_errors():
-            doc = await mongo.db[COLLECTION].find_one({"_id": doc_id})
+        doc = await self.ctx.mongo.collection(COLLECTION).find_one({"_id": doc_id})
         if doc is None:
             self.write_json({"error": f"no document {doc_id}", "request_id": self.request_id}, 404)
             return

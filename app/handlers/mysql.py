@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from app.handlers.base import BaseHandler
-from app.metrics import backend_call
 
 ITEM_SQL = "SELECT id, name, price_cents FROM items WHERE id = %s"
 
@@ -13,8 +12,7 @@ class ItemHandler(BaseHandler):
 
     async def get(self, raw_id: str) -> None:
         item_id = self.int_arg(raw_id)
-        with backend_call("mysql", "item"):
-            row = await self.ctx.mysql.fetchone(ITEM_SQL, (item_id,))
+        row = await self.ctx.mysql.fetchone(ITEM_SQL, (item_id,))
         if row is None:
             self.write_json({"error": f"no item {item_id}", "request_id": self.request_id}, 404)
             return
@@ -26,7 +24,5 @@ class SleepHandler(BaseHandler):
 
     async def get(self) -> None:
         seconds = self.number_query("s", 0, self.ctx.settings.server.max_sleep_s)
-        timeout = self.ctx.mysql.query_timeout
-        with backend_call("mysql", "sleep"):
-            row = await self.ctx.mysql.fetchone("SELECT SLEEP(%s)", (seconds,), timeout=timeout)
+        row = await self.ctx.mysql.fetchone("SELECT SLEEP(%s)", (seconds,))
         self.write_json({"slept": seconds, "result": row[0] if row else None})

@@ -5,7 +5,6 @@ from __future__ import annotations
 import tornado.web
 
 from app.handlers.base import BaseHandler
-from app.metrics import backend_call
 
 
 class KeyHandler(BaseHandler):
@@ -13,8 +12,7 @@ class KeyHandler(BaseHandler):
 
     async def get(self, key: str) -> None:
         self.key_arg(key)
-        with backend_call("redis", "get"):
-            value = await self.ctx.redis.get(key)
+        value = await self.ctx.redis.get(key)
         if value is None:
             self.write_json({"error": f"no key {key}", "request_id": self.request_id}, 404)
             return
@@ -28,8 +26,7 @@ class KeyHandler(BaseHandler):
             raise tornado.web.HTTPError(400, "value must be a string")
         if ttl is not None and (not isinstance(ttl, int) or isinstance(ttl, bool) or ttl <= 0):
             raise tornado.web.HTTPError(400, "ttl_s must be a positive integer")
-        with backend_call("redis", "set"):
-            await self.ctx.redis.set(key, value, ex=ttl)
+        await self.ctx.redis.set(key, value, ex=ttl)
         self.write_json({"key": key, "value": value})
 
 
@@ -38,8 +35,7 @@ class IncrHandler(BaseHandler):
 
     async def post(self, key: str) -> None:
         self.key_arg(key)
-        with backend_call("redis", "incr"):
-            value = await self.ctx.redis.incr(key)
+        value = await self.ctx.redis.incr(key)
         self.write_json({"key": key, "value": value})
 
 
@@ -48,8 +44,7 @@ class BlockingPopHandler(BaseHandler):
 
     async def get(self, key: str) -> None:
         self.key_arg(key)
-        limit = min(self.ctx.settings.server.max_sleep_s, self.ctx.redis.socket_timeout - 0.5)
+        limit = min(self.ctx.settings.server.max_sleep_s, self.ctx.settings.redis.socket_timeout_s - 0.5)
         seconds = self.number_query("s", 0.01, limit)
-        with backend_call("redis", "blpop"):
-            value = await self.ctx.redis.blpop(key, seconds)
+        value = await self.ctx.redis.blpop(key, seconds)
         self.write_json({"key": key, "value": None if value is None else value.decode("utf-8", "replace")})

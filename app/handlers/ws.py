@@ -11,7 +11,7 @@ import tornado.web
 import tornado.websocket
 
 from app.context import Context
-from app.handlers.base import BaseHandler, apply_forwarded_headers
+from app.handlers.base import BaseHandler, apply_forwarded_headers, observe_finished
 from app.ws import protocol
 from app.ws.peer import Peer
 from app.ws.protocol import ClientError, Subscribe
@@ -62,6 +62,9 @@ class PushHandler(tornado.websocket.WebSocketHandler):
     def on_close(self) -> None:
         if self.peer is not None:
             self.ctx.hub.remove(self.peer)
+
+    def on_finish(self) -> None:
+        observe_finished(self)
 
 
 class PublishHandler(BaseHandler):

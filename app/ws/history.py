@@ -21,7 +21,7 @@ from typing import Any
 
 from app.ws.protocol import StreamId
 from drivers.errors import BackendError
-from drivers.redis_pipe import PipelinedRedis
+from drivers.redis import PipelinedRedis
 
 _PUBLISH = b"""
 local prev = '0-0'

@@ -39,15 +39,14 @@ from typing import Any
 
 import orjson
 
-from app.settings import RedisSettings, WsSettings
+from app.settings import WsSettings
 from app.ws import protocol
 from app.ws.history import History
 from app.ws.peer import Peer
 from app.ws.protocol import PRIVATE_PREFIX, ClientError, StreamId, Subscribe
 from app.ws.tokens import check_token
 from drivers.errors import DriverError
-from drivers.redis_pipe import PipelinedRedis
-from drivers.redis_pubsub import Subscriber
+from drivers.redis import Subscriber
 
 log = logging.getLogger("app.ws")
 
@@ -82,15 +81,18 @@ class HubStats:
 
 
 class Hub:
-    def __init__(self, settings: WsSettings, redis_settings: RedisSettings, pipe: PipelinedRedis) -> None:
+    """The fan-out between one process's WebSocket connections and its Redis subscription.
+
+    It is handed its collaborators: ``history`` (streams and publishing, on the
+    pipelined connection) and ``subscriber`` (the process's one subscription,
+    started and closed by its owner), where it listens to ``<key_prefix>*`` channels.
+    """
+
+    def __init__(self, settings: WsSettings, history: History, subscriber: Subscriber) -> None:
         self.settings = settings
-        self.history = History(pipe, prefix=settings.key_prefix, size=settings.history_size,
-                               ttl_s=settings.history_ttl_s)
-        r = redis_settings
-        self.subscriber = Subscriber(r.host, r.port, db=r.db, password=r.password,
-                                     connect_timeout=r.connect_timeout_s, on_message=self._on_message,
-                                     on_batch=self._flush,
-                                     on_resubscribed=self._on_resubscribed)
+        self.history = history
+        self.subscriber = subscriber
+        subscriber.listen(settings.key_prefix, self)
         self.peers: dict[Peer, None] = {}
         self.closing = False
         self.counters = HubStats()
@@ -103,22 +105,18 @@ class Hub:
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
-    async def start(self) -> None:
-        await self.subscriber.start()
-
     async def aclose(self) -> None:
-        """Stop the subscription; call ``close_all`` first to say goodbye to the clients."""
+        """Stop the catch-up tasks (the subscription is closed by its owner); ``close_all`` first says goodbye."""
         self.closing = True
         for task in list(self._tasks):
             task.cancel()
         for task in list(self._tasks):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await self.subscriber.aclose()
 
     async def close_all(self, code: int = GOING_AWAY, reason: str = "server shutting down",
-                        timeout: float = 2.0) -> int:
-        """Close every connection with ``code``; wait up to ``timeout`` for the handshakes, then drop the rest.
+                        timeout_s: float = 2.0) -> int:
+        """Close every connection with ``code``; wait up to ``timeout_s`` for the handshakes, then drop the rest.
 
         Returns how many connections there were.
         """
@@ -128,7 +126,7 @@ class Hub:
             peer.close(code, reason)
         if peers:
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(timeout):
+                async with asyncio.timeout(timeout_s):
                     await self._all_gone.wait()
             for peer in list(self.peers):
                 peer.abort()
@@ -254,7 +252,7 @@ class Hub:
 
     # -- delivery ----------------------------------------------------------------------------------
 
-    def _on_message(self, redis_channel: bytes, payload: bytes) -> None:
+    def on_message(self, redis_channel: bytes, payload: bytes) -> None:
         self.counters.messages_in += 1
         channel = self._channels.get(redis_channel[len(self._prefix):].decode())
         if channel is None:
@@ -273,7 +271,7 @@ class Hub:
         else:
             channel.batch.append((msg_id, raw_id, data))
 
-    def _flush(self) -> None:
+    def on_batch(self) -> None:
         """The end of one read from Redis: deliver what it brought, one write per subscriber and channel."""
         dirty, self._dirty = self._dirty, []
         for channel in dirty:
@@ -320,7 +318,7 @@ class Hub:
             self._leave(peer, name)
         peer.close(SLOW_CONSUMER, "slow consumer: too many messages waiting")
 
-    def _on_resubscribed(self, keys: list[str]) -> None:
+    def on_resubscribed(self, channels: list[str]) -> None:
         """The subscription came back: each channel fetches what it missed meanwhile."""
         for channel in self._channels.values():
             established = channel.subscribed is not None and channel.subscribed.done() \

@@ -6,11 +6,24 @@
         cache = await client.get_or_create_cache("people")
         await cache.put(1, "Ada")
         await cache.put(hints.Int(2), "an int key, not a long one")
+
+The layers, each importing only those below it (checked by tests/test_layering.py)::
+
+    client.py                          Client: what an application holds
+    cache.py cursors.py tx.py cluster.py   the API: build requests, call the session
+    session.py                         the request pipeline: transaction, routing, send, retry, types
+    routing.py  affinity.py            the nodes' connections and partition maps; key hashes (pure)
+    txcontext.py                       the task's transaction (a ContextVar) and who may use it
+    connection.py                      one socket to one node: the I/O pump, built from drivers.kit
+    protocol/  codec/                  sans-I/O: frames, messages, values
+    config.py  errors.py               settings with their defaults; the error tree
 """
 
+from drivers.ignite.affinity import PartitionMap
 from drivers.ignite.cache import Cache, PeekMode
 from drivers.ignite.client import Client
 from drivers.ignite.codec import BinaryObject, hints
+from drivers.ignite.config import IgniteConfig
 from drivers.ignite.cursors import ScanCursor, SqlFieldsCursor
 from drivers.ignite.protocol.cache_config import (
     AtomicityMode,
@@ -24,10 +37,11 @@ from drivers.ignite.protocol.cache_config import (
     WriteSyncMode,
 )
 from drivers.ignite.protocol.messages import ClusterState
-from drivers.ignite.routing import Backoff, RetryPolicy
 from drivers.ignite.tx import Transaction, TransactionConcurrency, TransactionIsolation
+from drivers.retry import NO_RETRY, Backoff, RetryPolicy
 
 __all__ = [
+    "NO_RETRY",
     "AtomicityMode",
     "Backoff",
     "BinaryObject",
@@ -37,7 +51,9 @@ __all__ = [
     "Client",
     "ClusterState",
     "ExpiryPolicy",
+    "IgniteConfig",
     "IndexType",
+    "PartitionMap",
     "PeekMode",
     "QueryEntity",
     "QueryField",

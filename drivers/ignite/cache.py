@@ -1,31 +1,28 @@
-"""Key-value operations on one cache.  A ``Cache`` is a cheap handle: making one does no I/O."""
+"""Key-value operations on one cache.  A ``Cache`` is a cheap handle: making one does no I/O.
+
+Every operation builds its request through the client's ``Session`` (which binds
+it to the task's transaction, routes it to the key's primary node and retries
+reads) and calls nothing else.  Null keys and values are refused here, before
+anything is sent: the node would answer "Argument cannot be null".
+"""
 
 from __future__ import annotations
 
 import asyncio
 import datetime
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from drivers.ignite.codec import BinaryTypeRegistry, write_value
 from drivers.ignite.codec.hashing import string_hash
-from drivers.ignite.connection import Connection, new_request
+from drivers.ignite.connection import Connection
 from drivers.ignite.cursors import ScanCursor
 from drivers.ignite.errors import LocalProtocolError
 from drivers.ignite.protocol.cache_config import CacheConfig, decode_cache_config
 from drivers.ignite.protocol.constants import OpCode
-from drivers.ignite.protocol.messages import (
-    cache_header,
-    decode_bool,
-    decode_get_all,
-    decode_long,
-    decode_value,
-)
+from drivers.ignite.protocol.messages import decode_bool, decode_get_all, decode_long, decode_value
 from drivers.ignite.protocol.wire import I32, pack
-from drivers.ignite.txcontext import active_tx
-
-if TYPE_CHECKING:
-    from drivers.ignite.client import Client
+from drivers.ignite.session import Session, Target
 
 Decoder = Callable[[memoryview, int, BinaryTypeRegistry], Any]
 
@@ -57,6 +54,11 @@ def _ttl_ms(value: int | float | datetime.timedelta | None) -> int:
     return int(value)
 
 
+def _null(what: str, op: str) -> LocalProtocolError:
+    hint = " (remove_key deletes an entry)" if what == "value" else ""
+    return LocalProtocolError(f"ignite: {op}: a cache {what} cannot be None; Ignite stores no nulls{hint}")
+
+
 class PeekMode:
     """Peek modes for ``get_size``: Java's ``CachePeekMode`` ordinals, as the node reads them."""
 
@@ -84,85 +86,66 @@ def _peek_mode_bytes(peek_modes: int | Iterable[int] | None) -> bytes:
     """``int32 count | byte mode x count``, as ops 1020 and 1021 carry them."""
     modes = _peek_modes(peek_modes)
     return pack(I32, len(modes)) + bytes(modes)
-_HEADERS = {int(op): bytes(new_request(op)) for op in OpCode}
 
 
 class Cache:
     """A named cache.  Keys and values follow the codec's Python <-> Java mapping."""
 
-    __slots__ = ("_client", "_expiry", "_prefix", "cache_id", "name")
+    __slots__ = ("_plain", "_session", "_target", "cache_id", "name")
 
-    def __init__(self, client: Client, name: str,
-                 expiry: tuple[int, int, int] | None = None) -> None:
-        self._client = client
+    def __init__(self, session: Session, name: str, expiry: tuple[int, int, int] | None = None) -> None:
+        self._session = session
         self.name = name
         self.cache_id = string_hash(name)
-        self._expiry = expiry
-        prefix = bytearray()
-        cache_header(prefix, self.cache_id, 0, expiry, None)
-        self._prefix = bytes(prefix)  # the cache-op prefix outside transactions, built once
-
-    def _begin(self, op: int) -> bytearray:
-        """A request for ``op`` with this cache's prefix (and the task's transaction, if any)."""
-        tx = active_tx(self._client)
-        if tx is None:
-            buf = bytearray(_HEADERS[op])
-            buf += self._prefix
-        else:
-            buf = new_request(op)
-            cache_header(buf, self.cache_id, 0, self._expiry, tx.tx_id)
-        return buf
+        self._target = Target(self.cache_id, expiry)
+        self._plain = self._target if expiry is None else Target(self.cache_id)  # ops that take no expiry
 
     def __repr__(self) -> str:
         return f"<Cache {self.name!r}>"
 
     async def _call(self, op: int, decode: Decoder) -> Any:
         """A request with no key (clear, remove_all)."""
-        return await self._client._roundtrip(self._begin(op), decode)
+        session = self._session
+        return await session.send(session.request(op, self._target), decode)
 
-    async def _keyed(self, op: int, decode: Decoder, key: Any, *rest: Any, read: bool = False,
-                     conn: Connection | None = None, tail: bytes = b"") -> Any:
+    async def _keyed(self, op: int, decode: Decoder, key: Any, *values: Any, read: bool = False,
+                     tail: bytes = b"") -> Any:
         """A single-key request, sent to the key's primary node when the partition map is known."""
-        client = self._client
-        buf = self._begin(op)
+        if key is None:
+            raise _null("key", _OP_NAMES[op])
+        session = self._session
+        req = session.request(op, self._target)
+        buf = req.buf
         key_at = len(buf)
-        registry = client.registry
+        registry = session.registry
         write_value(buf, key, registry)
-        for value in rest:
+        for value in values:
+            if value is None:
+                raise _null("value", _OP_NAMES[op])
             write_value(buf, value, registry)
-        buf += tail
-        if conn is None and client._router.partition_aware and active_tx(client) is None:
-            conn = client._primary(self.cache_id, key, buf, key_at)
-        return await client._roundtrip(buf, decode, conn=conn, retry=read)
+        if tail:
+            buf += tail
+        session.route(req, self._target, key, key_at)
+        return await session.send(req, decode, retry=read)
 
     async def _call_keys(self, op: int, decode: Decoder, keys: Sequence[Any], *, read: bool = False,
                          conn: Connection | None = None) -> Any:
-        buf = self._begin(op)
+        session = self._session
+        req = session.request(op, self._target)
+        if conn is not None and req.conn is None:
+            req.conn = conn  # the keys' primary node (never inside a transaction: by_node says so)
+        buf = req.buf
         buf += pack(I32, len(keys))
-        registry = self._client.registry
+        registry = session.registry
         for key in keys:
+            if key is None:
+                raise _null("key", _OP_NAMES[op])
             write_value(buf, key, registry)
-        return await self._client._roundtrip(buf, decode, conn=conn, retry=read)
-
-    def _by_node(self, keys: Sequence[Any]) -> dict[Connection | None, list[int]] | None:
-        """Key indexes grouped by primary node's connection; None when one request will do."""
-        if active_tx(self._client) is not None or len(keys) < 2:
-            return None
-        router = self._client._router
-        pmap = router.map_for(self.cache_id)
-        if pmap is None:
-            return None
-        groups: dict[Connection | None, list[int]] = {}
-        key_hash = self._client.key_hash
-        for i, key in enumerate(keys):
-            h = key_hash(key, pmap.key_fields)
-            conn = router.node_conn(pmap.node_for_hash(h)) if h is not None else None
-            groups.setdefault(conn, []).append(i)
-        return groups if len(groups) > 1 else None
+        return await session.send(req, decode, retry=read)
 
     async def _batch(self, op: int, decode: Decoder, keys: Sequence[Any], read: bool) -> list[Any]:
         """A multi-key request split by primary node and sent in parallel; one result per part."""
-        groups = self._by_node(keys)
+        groups = self._session.by_node(self._target, keys)
         if groups is None:
             return [await self._call_keys(op, decode, keys, read=read)]
         return list(await asyncio.gather(*(
@@ -200,15 +183,14 @@ class Cache:
     async def get_size(self, peek_modes: int | Iterable[int] | None = None) -> int:
         """Number of entries (``PeekMode`` values; default: the node's default, primary entries)."""
         tail = _peek_mode_bytes(peek_modes)
-        buf = new_request(OpCode.CACHE_GET_SIZE)
-        tx = active_tx(self._client)
-        cache_header(buf, self.cache_id, 0, None, tx.tx_id if tx else None)
-        buf += tail
-        return int(await self._client._roundtrip(buf, _long, retry=True))
+        session = self._session
+        req = session.request(OpCode.CACHE_GET_SIZE, self._plain)
+        req.buf += tail
+        return int(await session.send(req, _long, retry=True))
 
     def scan(self, page_size: int = 1024, partitions: int = -1, local: bool = False) -> ScanCursor:
         """An async iterator of (key, value) over the cache, fetched ``page_size`` at a time."""
-        return ScanCursor(self._client, self.cache_id, page_size=page_size, partition=partitions, local=local)
+        return ScanCursor(self._session, self.cache_id, page_size=page_size, partition=partitions, local=local)
 
     # -- writing -----------------------------------------------------------------------------
 
@@ -218,22 +200,26 @@ class Cache:
     async def put_all(self, pairs: dict[Any, Any] | Iterable[tuple[Any, Any]]) -> None:
         """Store many entries: one request per primary node, sent in parallel."""
         items = list(pairs.items() if isinstance(pairs, dict) else pairs)
-        groups = self._by_node([k for k, _ in items])
-        if groups is None and active_tx(self._client) is not None:
-            await self._put_all(items, None)  # from this task: a transaction is used only by its own task
+        groups = self._session.by_node(self._target, [k for k, _ in items])
+        if groups is None:
+            await self._put_all(items, None)  # in this task: a transaction is used only by its own task
             return
-        parts = [(None, items)] if groups is None else [
-            (conn, [items[i] for i in idxs]) for conn, idxs in groups.items()]
-        await asyncio.gather(*(self._put_all(part, conn) for conn, part in parts))
+        await asyncio.gather(*(self._put_all([items[i] for i in idxs], conn) for conn, idxs in groups.items()))
 
     async def _put_all(self, items: list[tuple[Any, Any]], conn: Connection | None) -> None:
-        buf = self._begin(OpCode.CACHE_PUT_ALL)
+        session = self._session
+        req = session.request(OpCode.CACHE_PUT_ALL, self._target)
+        if conn is not None and req.conn is None:
+            req.conn = conn
+        buf = req.buf
         buf += pack(I32, len(items))
-        registry = self._client.registry
+        registry = session.registry
         for key, value in items:
+            if key is None or value is None:
+                raise _null("key" if key is None else "value", "cache_put_all")
             write_value(buf, key, registry)
             write_value(buf, value, registry)
-        await self._client._roundtrip(buf, _none, conn=conn)
+        await session.send(req, _none)
 
     async def get_and_put(self, key: Any, value: Any) -> Any:
         """Put, returning the previous value (or None)."""
@@ -290,23 +276,27 @@ class Cache:
                            update: int | float | datetime.timedelta | None = None,
                            access: int | float | datetime.timedelta | None = None) -> Cache:
         """A view of this cache whose writes carry TTLs (ms or timedelta; None = unchanged)."""
-        return Cache(self._client, self.name, (_ttl_ms(create), _ttl_ms(update), _ttl_ms(access)))
+        return Cache(self._session, self.name, (_ttl_ms(create), _ttl_ms(update), _ttl_ms(access)))
 
     async def settings(self) -> CacheConfig:
         """The cache's configuration as the node reports it."""
-        buf = new_request(OpCode.CACHE_GET_CONFIGURATION)
-        cache_header(buf, self.cache_id, 0)
-        version = self._client.protocol_version
+        session = self._session
+        req = session.request(OpCode.CACHE_GET_CONFIGURATION)  # on the task's transaction's connection, if any,
+        req.buf += self._plain.prefix                            # but not part of it
+        version = session.router.version
 
         def decode(frame: memoryview, offset: int, registry: BinaryTypeRegistry) -> CacheConfig:
             return decode_cache_config(frame, offset, version, registry)
 
-        result: CacheConfig = await self._client._roundtrip(buf, decode)
+        result: CacheConfig = await session.send(req, decode)
         return result
 
     async def destroy(self) -> None:
         """Destroy the cache and its data on the cluster."""
-        buf = new_request(OpCode.CACHE_DESTROY)
-        buf += pack(I32, self.cache_id)
-        await self._client._roundtrip(buf, _none)
+        session = self._session
+        req = session.request(OpCode.CACHE_DESTROY)
+        req.buf += pack(I32, self.cache_id)
+        await session.send(req, _none)
 
+
+_OP_NAMES = {int(op): op.name.lower() for op in OpCode}

@@ -9,16 +9,12 @@ forgets every in-memory cache when it becomes INACTIVE.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from drivers.ignite.codec import BinaryTypeRegistry
-from drivers.ignite.connection import Connection, new_request
+from drivers.ignite.connection import Connection
 from drivers.ignite.errors import LocalProtocolError
 from drivers.ignite.protocol.constants import Feature, OpCode
 from drivers.ignite.protocol.messages import ClusterState, decode_cluster_state, encode_cluster_change_state
-
-if TYPE_CHECKING:
-    from drivers.ignite.client import Client
+from drivers.ignite.session import Session
 
 __all__ = ["ClusterState", "get_cluster_state", "set_cluster_state"]
 
@@ -26,7 +22,7 @@ __all__ = ["ClusterState", "get_cluster_state", "set_cluster_state"]
 def _require(conn: Connection) -> Connection:
     if not conn.has(Feature.CLUSTER_STATES):
         raise LocalProtocolError(
-            f"ignite {conn.host}:{conn.port}: the node does not offer the CLUSTER_STATES feature "
+            f"{conn.where}: the node does not offer the CLUSTER_STATES feature "
             f"(protocol {'.'.join(map(str, conn.version))}); cluster state needs protocol 1.7.0 and a 2.9+ node")
     return conn
 
@@ -39,17 +35,17 @@ def _nothing(frame: memoryview, offset: int, registry: BinaryTypeRegistry) -> No
     return None
 
 
-async def get_cluster_state(client: Client) -> ClusterState:
+async def get_cluster_state(session: Session) -> ClusterState:
     """The cluster's state, as the node the client talks to sees it."""
-    conn = _require(await client._connection())
-    state: ClusterState = await client._roundtrip(new_request(OpCode.CLUSTER_GET_STATE), _state, conn=conn)
+    conn = _require(await session.any_connection())
+    state: ClusterState = await session.send(session.request(OpCode.CLUSTER_GET_STATE, pin=conn), _state)
     return state
 
 
-async def set_cluster_state(client: Client, state: ClusterState, *, timeout: float | None = None) -> None:
+async def set_cluster_state(session: Session, state: ClusterState, *, timeout_s: float | None = None) -> None:
     """Change the cluster's state; returns once the node has applied it.
 
-    ``timeout`` (seconds) defaults to the client's request timeout: activating a
+    ``timeout_s`` defaults to the client's request timeout: activating a
     cluster with persistence can take longer.
     """
     try:
@@ -57,7 +53,7 @@ async def set_cluster_state(client: Client, state: ClusterState, *, timeout: flo
     except ValueError:
         raise LocalProtocolError(f"ignite: {state!r} is not a ClusterState (INACTIVE, ACTIVE, ACTIVE_READ_ONLY)"
                                  ) from None
-    conn = _require(await client._connection())
-    buf = new_request(OpCode.CLUSTER_CHANGE_STATE)
-    encode_cluster_change_state(buf, state)
-    await client._roundtrip(buf, _nothing, conn=conn, timeout=timeout)
+    conn = _require(await session.any_connection())
+    req = session.request(OpCode.CLUSTER_CHANGE_STATE, pin=conn)
+    encode_cluster_change_state(req.buf, state)
+    await session.send(req, _nothing, timeout_s=timeout_s)

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import Any, Self
 
 from drivers.ignite.codec import BinaryTypeRegistry
-from drivers.ignite.connection import Connection, State, new_request
+from drivers.ignite.connection import Connection
 from drivers.ignite.errors import IgniteError, ResourceDoesNotExist
 from drivers.ignite.protocol.constants import OpCode
 from drivers.ignite.protocol.messages import (
@@ -28,9 +28,16 @@ from drivers.ignite.protocol.messages import (
     encode_scan,
     encode_sql_fields,
 )
+from drivers.ignite.session import Session
+from drivers.kit import State
 
-if TYPE_CHECKING:
-    from drivers.ignite.client import Client
+
+def _nothing(frame: memoryview, offset: int, registry: BinaryTypeRegistry) -> None:
+    return None
+
+
+def _sql_first_page(frame: memoryview, offset: int, registry: BinaryTypeRegistry) -> Any:
+    return decode_sql_fields(frame, offset, registry, True)
 
 
 class _Cursor:
@@ -38,8 +45,8 @@ class _Cursor:
 
     _page_op: int
 
-    def __init__(self, client: Client) -> None:
-        self._client = client
+    def __init__(self, session: Session) -> None:
+        self._session = session
         self._conn: Connection | None = None
         self._cursor_id: int | None = None
         self._rows: list[Any] = []
@@ -47,6 +54,11 @@ class _Cursor:
         self._has_more = True
         self._started = False
         self._closed = False
+
+    @property
+    def node(self) -> str | None:
+        """The address ("host:port") of the node that holds this cursor (``None`` before the first page)."""
+        return f"{self._conn.host}:{self._conn.port}" if self._conn is not None else None
 
     async def _first(self) -> None:
         raise NotImplementedError
@@ -82,9 +94,10 @@ class _Cursor:
 
     async def _next_page(self) -> None:
         assert self._conn is not None and self._cursor_id is not None
-        buf = new_request(self._page_op)
-        encode_long(buf, self._cursor_id)
-        rows, self._has_more = await self._client._roundtrip(buf, self._decode_page, conn=self._conn)
+        session = self._session
+        req = session.request(self._page_op, pin=self._conn)
+        encode_long(req.buf, self._cursor_id)
+        rows, self._has_more = await session.send(req, self._decode_page)
         self._rows, self._index = rows, 0
 
     async def aclose(self) -> None:
@@ -95,10 +108,11 @@ class _Cursor:
         conn = self._conn
         if cursor_id is None or conn is None or conn.state is not State.READY:
             return
-        buf = new_request(OpCode.RESOURCE_CLOSE)
-        encode_resource_close(buf, cursor_id)
+        session = self._session
+        req = session.request(OpCode.RESOURCE_CLOSE, pin=conn)
+        encode_resource_close(req.buf, cursor_id)
         try:
-            await conn.request(buf)
+            await session.send(req, _nothing)
         except ResourceDoesNotExist:
             pass
 
@@ -114,10 +128,10 @@ class _Cursor:
         cursor_id, conn = self._cursor_id, self._conn
         if cursor_id is None or conn is None or conn.state is not State.READY:
             return
-        buf = new_request(OpCode.RESOURCE_CLOSE)
-        encode_resource_close(buf, cursor_id)
+        req = self._session.request(OpCode.RESOURCE_CLOSE, pin=conn)
+        encode_resource_close(req.buf, cursor_id)
         try:
-            _, fut = conn.send(buf)
+            fut = self._session.submit(req)
         except (IgniteError, RuntimeError):
             return
         fut.add_done_callback(lambda f: f.cancelled() or f.exception())
@@ -128,9 +142,9 @@ class SqlFieldsCursor(_Cursor):
 
     _page_op = OpCode.QUERY_SQL_FIELDS_CURSOR_GET_PAGE
 
-    def __init__(self, client: Client, cache_id: int, query: str, args: Sequence[Any],
+    def __init__(self, session: Session, cache_id: int, query: str, args: Sequence[Any],
                  options: dict[str, Any]) -> None:
-        super().__init__(client)
+        super().__init__(session)
         self._cache_id = cache_id
         self._query = query
         self._args = args
@@ -141,13 +155,12 @@ class SqlFieldsCursor(_Cursor):
         self.field_count = 0
 
     async def _first(self) -> None:
-        client = self._client
-        conn = await client._request_connection()
-        self._conn = conn
-        buf = new_request(OpCode.QUERY_SQL_FIELDS)
-        encode_sql_fields(buf, client.registry, self._cache_id, self._query, self._args,
-                          features=conn.features, tx_id=client._tx_id(), **self._options)
-        result = await client._roundtrip(buf, lambda f, o, r: decode_sql_fields(f, o, r, True), conn=conn)
+        session = self._session
+        req = session.request(OpCode.QUERY_SQL_FIELDS)
+        conn = self._conn = await session.pin(req)  # the node keeps the cursor: its pages come from there
+        encode_sql_fields(req.buf, session.registry, self._cache_id, self._query, self._args,
+                          features=conn.features, tx_id=req.tx_id, **self._options)
+        result = await session.send(req, _sql_first_page)
         self._cursor_id = result.cursor_id
         self.field_count = result.field_count
         self.field_names = result.field_names
@@ -167,21 +180,20 @@ class ScanCursor(_Cursor):
 
     _page_op = OpCode.QUERY_SCAN_CURSOR_GET_PAGE
 
-    def __init__(self, client: Client, cache_id: int, *, page_size: int, partition: int, local: bool) -> None:
-        super().__init__(client)
+    def __init__(self, session: Session, cache_id: int, *, page_size: int, partition: int, local: bool) -> None:
+        super().__init__(session)
         self._cache_id = cache_id
         self._page_size = page_size
         self._partition = partition
         self._local = local
 
     async def _first(self) -> None:
-        client = self._client
-        conn = await client._request_connection()
-        self._conn = conn
-        buf = new_request(OpCode.QUERY_SCAN)
-        encode_scan(buf, client.registry, self._cache_id, page_size=self._page_size,
-                    partition=self._partition, local=self._local, tx_id=client._tx_id())
-        result = await client._roundtrip(buf, decode_scan, conn=conn)
+        session = self._session
+        req = session.request(OpCode.QUERY_SCAN)
+        self._conn = await session.pin(req)
+        encode_scan(req.buf, session.registry, self._cache_id, page_size=self._page_size,
+                    partition=self._partition, local=self._local, tx_id=req.tx_id)
+        result = await session.send(req, decode_scan)
         self._cursor_id = result.cursor_id
         self._has_more = result.has_more
         self._rows, self._index = list(result.rows), 0

@@ -6,13 +6,14 @@
         │   └── HandshakeError                   the node refused the handshake
         │       └── AuthenticationError          bad credentials (server code 2000)
         ├── IgniteTimeout                        (BackendTimeout, TimeoutError) connect/handshake/request deadline
-        ├── TransactionError                     a transaction used where it cannot be
-        │   ├── TransactionNested                a task already in a transaction started another
-        │   ├── TransactionNotOwned              a task other than the one that started it used it
-        │   └── TransactionClosed                used after commit or rollback
-        ├── ProtocolError                        the two sides disagree about the bytes
-        │   ├── LocalProtocolError               we were asked to send something we cannot encode
-        │   └── RemoteProtocolError              the peer sent garbage, a truncated or oversized frame
+        ├── RemoteProtocolError                  (ProtocolError) the node sent garbage, a truncated or
+        │                                        oversized frame: the connection is dropped
+        ├── IgniteInterfaceError                 (InterfaceError, ValueError) a misuse; nothing is sent
+        │   ├── LocalProtocolError               a value or argument that cannot be encoded
+        │   └── TransactionError                 a transaction used where it cannot be
+        │       ├── TransactionNested            a task already in a transaction started another
+        │       ├── TransactionNotOwned          a task other than the one that started it used it
+        │       └── TransactionClosed            used after commit or rollback
         └── ServerError                          (BackendError) the node answered with a non-zero status
             ├── CacheDoesNotExist     1000
             ├── CacheExists           1001
@@ -29,7 +30,14 @@ sans-I/O protocol and codec packages raise from it.
 
 from __future__ import annotations
 
-from drivers.errors import BackendError, BackendTimeout, BackendUnavailable, DriverError
+from drivers.errors import (
+    BackendError,
+    BackendTimeout,
+    BackendUnavailable,
+    DriverError,
+    InterfaceError,
+    ProtocolError,
+)
 
 
 class IgniteError(DriverError):
@@ -60,8 +68,20 @@ class IgniteTimeout(IgniteError, BackendTimeout):
     """A connect, handshake or request deadline passed."""
 
 
-class TransactionError(IgniteError):
-    """A transaction was used where it cannot be (a local mistake; nothing is sent)."""
+class RemoteProtocolError(IgniteError, ProtocolError):
+    """The peer sent bytes that do not parse: garbage, truncated or oversized frames."""
+
+
+class IgniteInterfaceError(IgniteError, InterfaceError):
+    """The client was asked for something it cannot do (a local mistake; nothing is sent)."""
+
+
+class LocalProtocolError(IgniteInterfaceError):
+    """The caller asked for something that cannot be encoded."""
+
+
+class TransactionError(IgniteInterfaceError):
+    """A transaction was used where it cannot be."""
 
 
 class TransactionNested(TransactionError):
@@ -74,18 +94,6 @@ class TransactionNotOwned(TransactionError):
 
 class TransactionClosed(TransactionError):
     """The transaction was already committed or rolled back."""
-
-
-class ProtocolError(IgniteError):
-    """The client and the node disagree about the bytes on the wire."""
-
-
-class LocalProtocolError(ProtocolError, ValueError):
-    """The caller asked for something that cannot be encoded (a local mistake)."""
-
-
-class RemoteProtocolError(ProtocolError):
-    """The peer sent bytes that do not parse: garbage, truncated or oversized frames."""
 
 
 class ServerError(IgniteError, BackendError):

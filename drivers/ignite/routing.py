@@ -1,79 +1,51 @@
-"""Which connection a request goes to: nodes, partition maps, reconnects, retries.
+"""The nodes' connections and the partition maps: which connections exist, and which one owns a key.
 
 Rules of this file:
 - One connection per node address.  All are opened at start (at least one must
-  answer); a node that is down or lost is retried in the background with
-  exponential backoff and full jitter, capped, for as long as the client is open.
+  answer); a node that is down or lost is reopened in the background with
+  ``config.reconnect`` backoff (``drivers.retry.reconnect``), for as long as the
+  client is open.  Each node's counters survive its reconnects.
 - Partition awareness applies to PARTITIONED caches with the default rendezvous
-  affinity (the node says which with op 1101).  A key goes to its partition's
-  primary node; a cache whose map is not known yet, or a primary whose
-  connection is down, goes to any live node (the cluster forwards it).
+  affinity (the node says which with op 1101).  ``map_for`` answers from what is
+  known; a cache whose map is not known yet is fetched in the background, and
+  meanwhile its requests go to any node (the cluster forwards them).
 - A reply flagged "affinity topology changed" starts one background refresh of
   every known map; requests keep flowing on the old maps meanwhile.  Nothing
   here ever makes a key operation wait for a map.
-- Decisions are plain functions of the current state; the I/O (connects, map
-  fetches) runs in tasks the router owns and cancels on close.
+- Decisions are plain lookups in the current state; the I/O (connects, map
+  fetches) runs in tasks the router owns and cancels on close.  The router calls
+  nothing above it: key hashing lives in ``affinity``, request handling in ``session``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
-import random
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from drivers.ignite.codec.hashing import partition_for
-from drivers.ignite.connection import Connection, State, new_request
+from drivers.ignite.affinity import NOT_APPLICABLE, PartitionMap, maps_from_reply
+from drivers.ignite.config import IgniteConfig
+from drivers.ignite.connection import Connection
 from drivers.ignite.errors import HandshakeError, IgniteConnectionError, IgniteError, ServerError
-from drivers.ignite.protocol.constants import OpCode
-from drivers.ignite.protocol.messages import CachePartitions, decode_cache_partitions, encode_cache_partitions
-
-Opener = Callable[[str, int], Awaitable[Connection]]
-
-
-@dataclass(frozen=True, slots=True)
-class Backoff:
-    """Exponential backoff with full jitter: attempt n waits uniform(0, min(cap, base * 2**n))."""
-
-    base: float = 0.05
-    cap: float = 2.0
-
-    def delay(self, attempt: int) -> float:
-        return random.uniform(0.0, min(self.cap, self.base * (2 ** min(attempt, 30))))
-
-
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """How often an idempotent read that failed on a lost connection is tried again.
-
-    ``attempts`` counts the first try.  Writes and anything inside a transaction are
-    never retried: a lost reply does not say whether the write happened.
-    """
-
-    attempts: int = 3
-    backoff: Backoff = field(default_factory=lambda: Backoff(0.02, 0.5))
-
-    def delays(self) -> Iterator[float]:
-        for attempt in range(max(0, self.attempts - 1)):
-            yield self.backoff.delay(attempt)
-
-
-NO_RETRY = RetryPolicy(attempts=1)
+from drivers.ignite.protocol.constants import OpCode, ProtocolVersion
+from drivers.ignite.protocol.framing import new_request
+from drivers.ignite.protocol.messages import decode_cache_partitions, encode_cache_partitions
+from drivers.kit import PumpStats, State
+from drivers.retry import reconnect
 
 
 @dataclass(eq=False)
 class Node:
-    """One node address and its connection (None while down)."""
+    """One node address, its connection (None while down) and its counters."""
 
     host: str
     port: int
     conn: Connection | None = None
     node_id: uuid.UUID | None = None
+    counters: PumpStats = field(default_factory=PumpStats)
     failures: int = 0
-    reconnects: int = 0
     last_error: str | None = None
     task: asyncio.Task[None] | None = None
 
@@ -86,56 +58,19 @@ class Node:
         return self.conn is not None and self.conn.state is State.READY
 
 
-@dataclass(frozen=True, slots=True)
-class PartitionMap:
-    """Primary node of each partition of one cache, and its affinity-key fields by key type id."""
-
-    primaries: tuple[uuid.UUID | None, ...]
-    key_fields: dict[int, int]
-
-    @property
-    def partitions(self) -> int:
-        return len(self.primaries)
-
-    def node_for_hash(self, h: int) -> uuid.UUID | None:
-        return self.primaries[partition_for(h, len(self.primaries))]
-
-
-NOT_APPLICABLE = PartitionMap((), {})
-
-
-def maps_from_reply(reply: CachePartitions) -> dict[int, PartitionMap]:
-    """Cache id -> map from an op 1101 reply (NOT_APPLICABLE for caches the client must not route)."""
-    out: dict[int, PartitionMap] = {}
-    for group in reply.groups:
-        if not group.applicable or group.default_affinity is False:
-            for cache in group.caches:
-                out[cache.cache_id] = NOT_APPLICABLE
-            continue
-        owners: list[uuid.UUID | None] = [None] * group.partition_count
-        for node_id, parts in group.partitions.items():
-            for p in parts:
-                if 0 <= p < len(owners):
-                    owners[p] = node_id
-        primaries = tuple(owners)
-        for cache in group.caches:
-            out[cache.cache_id] = PartitionMap(primaries, dict(cache.key_configs))
-    return out
-
-
 class Router:
     """Owns the nodes' connections and the partition maps of one client."""
 
-    def __init__(self, addresses: list[tuple[str, int]], opener: Opener, *, partition_aware: bool = True,
-                 backoff: Backoff | None = None) -> None:
-        self.nodes = [Node(h, p) for h, p in addresses]
+    def __init__(self, config: IgniteConfig, ssl: Any = None) -> None:
+        self.config = config
+        self.ssl = ssl
+        self.nodes = [Node(str(h), int(p)) for h, p in config.nodes]
         # With one address every request goes there anyway: skip the hashing altogether.
-        self.partition_aware = partition_aware and len(self.nodes) > 1
-        self.backoff = backoff or Backoff()
+        self.partition_aware = config.partition_aware and len(self.nodes) > 1
         self.maps: dict[int, PartitionMap] = {}
         self.map_version: tuple[int, int] = (-1, -1)
         self.map_refreshes = 0
-        self._opener = opener
+        self.version = ProtocolVersion(*config.protocol_version)  # what the last connection negotiated
         self._by_id: dict[uuid.UUID, Node] = {}
         self._rr = itertools.count()
         self._refresh: asyncio.Task[None] | None = None
@@ -167,17 +102,16 @@ class Router:
 
     async def _open(self, node: Node) -> None:
         try:
-            conn = await self._opener(node.host, node.port)
+            conn = await Connection.open(node.host, node.port, self.config, ssl=self.ssl, counters=node.counters,
+                                         on_lost=self.lost, on_topology=self.topology_changed)
         except IgniteError as exc:
             node.last_error = str(exc)
             node.failures += 1
             raise
-        self._attach(node, conn)
-
-    def _attach(self, node: Node, conn: Connection) -> None:
         node.conn = conn
         node.failures = 0
         node.last_error = None
+        self.version = conn.version
         if conn.node_id is not None:
             node.node_id = conn.node_id
             self._by_id[conn.node_id] = node
@@ -199,15 +133,10 @@ class Router:
             node.task = asyncio.ensure_future(self._reconnect(node))
 
     async def _reconnect(self, node: Node) -> None:
-        attempt = 0
-        while not self._closed and not node.ready:
-            await asyncio.sleep(self.backoff.delay(attempt))
-            attempt += 1
-            try:
-                await self._open(node)  # aclose() cancels this task before closing connections
-            except IgniteError:
-                continue
-            node.reconnects += 1
+        # aclose() cancels this task before closing connections.
+        await reconnect(lambda: self._open(node), self.config.reconnect, retry_on=(IgniteError,),
+                        stop=lambda: self._closed or node.ready)
+        if node.ready:
             self.refresh_all()  # a node came back: the maps may have moved
 
     def any(self) -> Connection | None:
@@ -221,15 +150,15 @@ class Router:
                 return node.conn
         return None
 
-    async def wait_any(self, timeout: float) -> Connection:
-        """A live connection, waiting up to ``timeout`` for a reconnect."""
+    async def wait_any(self, timeout_s: float) -> Connection:
+        """A live connection, waiting up to ``timeout_s`` for a reconnect."""
         conn = self.any()
         if conn is not None:
             return conn
         for node in self.nodes:
             self._schedule_reconnect(node)
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(timeout_s):
                 while True:
                     await self._node_up.wait()
                     conn = self.any()
@@ -239,6 +168,11 @@ class Router:
         except TimeoutError:
             detail = "; ".join(f"{n.address}: {n.last_error}" for n in self.nodes)
             raise IgniteConnectionError(f"ignite: no node is reachable ({detail})") from None
+
+    def node_conn(self, node_id: uuid.UUID | None) -> Connection | None:
+        """The live connection to the node with this id, if any."""
+        node = self._by_id.get(node_id) if node_id is not None else None
+        return node.conn if node is not None and node.ready else None
 
     async def aclose(self) -> None:
         self._closed = True
@@ -254,36 +188,17 @@ class Router:
             n.task = None
         await asyncio.gather(*(c.aclose() for c in conns), return_exceptions=True)
 
-    # -- partition awareness ----------------------------------------------------------------
+    # -- partition maps ---------------------------------------------------------------------
 
-    def primary(self, cache_id: int, key_hash: Callable[[dict[int, int]], int | None]) -> Connection | None:
-        """The connection of the key's primary node, or None (then any node will do)."""
+    def map_for(self, cache_id: int) -> PartitionMap | None:
+        """The cache's map when requests for it can be routed by key; None otherwise (fetched if unknown)."""
         if not self.partition_aware:
             return None
         pmap = self.maps.get(cache_id)
         if pmap is None:
             self.want_map(cache_id)
             return None
-        if pmap is NOT_APPLICABLE:
-            return None
-        h = key_hash(pmap.key_fields)
-        if h is None:
-            return None
-        node_id = pmap.node_for_hash(h)
-        node = self._by_id.get(node_id) if node_id is not None else None
-        if node is None or not node.ready:
-            return None
-        return node.conn
-
-    def map_for(self, cache_id: int) -> PartitionMap | None:
-        pmap = self.maps.get(cache_id)
-        if pmap is None and self.partition_aware:
-            self.want_map(cache_id)
         return None if pmap is NOT_APPLICABLE else pmap
-
-    def node_conn(self, node_id: uuid.UUID | None) -> Connection | None:
-        node = self._by_id.get(node_id) if node_id is not None else None
-        return node.conn if node is not None and node.ready else None
 
     def want_map(self, cache_id: int) -> None:
         """Fetch the map of ``cache_id`` in the background (once)."""
@@ -328,7 +243,7 @@ class Router:
                 failures += 1
                 if failures > 5:
                     return  # the next topology change or reconnect asks again
-                await asyncio.sleep(self.backoff.delay(failures))
+                await asyncio.sleep(self.config.reconnect.delay(failures))
                 self._wanted.update(ids)
                 continue
             fresh = maps_from_reply(parsed)
@@ -346,9 +261,10 @@ class Router:
             "node_id": str(n.node_id) if n.node_id else None,
             "state": n.conn.state.value if n.conn is not None else "down",
             "in_flight": n.conn.in_flight if n.conn is not None else 0,
-            "requests": n.conn.requests_sent if n.conn is not None else 0,
-            "late_replies": n.conn.late_replies if n.conn is not None else 0,
-            "reconnects": n.reconnects,
+            "requests": n.counters.requests,
+            "late_replies": n.counters.late_replies,
+            "timeouts": n.counters.timeouts,
+            "reconnects": n.counters.reconnects,
+            "heartbeats_sent": n.conn.heartbeats_sent if n.conn is not None else 0,
             "last_error": n.last_error,
         } for n in self.nodes]
-

@@ -1,7 +1,7 @@
 """Transactions (ops 4000/4001, protocol 1.5.0 and later).
 
     async with client.tx_start(TransactionConcurrency.PESSIMISTIC,
-                               TransactionIsolation.REPEATABLE_READ, timeout=5.0) as tx:
+                               TransactionIsolation.REPEATABLE_READ, timeout_s=5.0) as tx:
         await accounts.put("a", 10)
         await accounts.put("b", 20)
     # committed here; an exception (or a cancellation) in the block rolls back instead
@@ -10,8 +10,9 @@ Rules of this file:
 - A transaction lives on the connection that started it.  While the block
   runs, ``txcontext.current_tx`` holds its ``TxBinding``: every request the
   task builds carries the tx id and goes to that connection, never elsewhere.
-- Only the task that entered the block may use it (``active_tx()`` checks);
-  a task spawned inside inherits the ContextVar and gets ``TransactionNotOwned``.
+- Only the task that entered the block may use it (``txcontext.usable()``
+  checks, for requests and for ``commit``/``rollback`` alike); a task spawned
+  inside inherits the ContextVar and gets ``TransactionNotOwned``.
 - A task in a transaction cannot start another (``TransactionNested``).
 - ``commit()``/``rollback()`` end it early; after that the block's exit does
   nothing, and any use raises ``TransactionClosed``.
@@ -27,26 +28,21 @@ from __future__ import annotations
 import asyncio
 import contextvars
 from types import TracebackType
-from typing import TYPE_CHECKING
 
-from drivers.ignite.connection import Connection, Reply, new_request
+from drivers.ignite.connection import Connection, Reply
 from drivers.ignite.errors import (
     IgniteError,
     LocalProtocolError,
     ServerError,
-    TransactionClosed,
     TransactionConflict,
     TransactionError,
     TransactionNested,
-    TransactionNotOwned,
     TxLimitExceeded,
 )
 from drivers.ignite.protocol.constants import OpCode, ProtocolVersion
 from drivers.ignite.protocol.messages import Concurrency, Isolation, decode_int, encode_tx_end, encode_tx_start
-from drivers.ignite.txcontext import TxBinding, current_tx
-
-if TYPE_CHECKING:
-    from drivers.ignite.client import Client
+from drivers.ignite.session import Session
+from drivers.ignite.txcontext import TxBinding, current_tx, usable
 
 __all__ = ["Transaction", "TransactionConcurrency", "TransactionIsolation"]
 
@@ -59,19 +55,19 @@ MIN_VERSION = ProtocolVersion(1, 5, 0)
 class Transaction:
     """One Ignite transaction; enter it with ``async with`` (see ``Client.tx_start``)."""
 
-    def __init__(self, client: Client, concurrency: Concurrency = Concurrency.PESSIMISTIC,
-                 isolation: Isolation = Isolation.REPEATABLE_READ, timeout: float = 0,
+    def __init__(self, session: Session, concurrency: Concurrency = Concurrency.PESSIMISTIC,
+                 isolation: Isolation = Isolation.REPEATABLE_READ, timeout_s: float = 0,
                  label: str | None = None) -> None:
         try:
             self.concurrency = TransactionConcurrency(concurrency)
             self.isolation = TransactionIsolation(isolation)
         except ValueError as exc:
             raise LocalProtocolError(f"ignite: {exc}; use TransactionConcurrency and TransactionIsolation") from None
-        if timeout < 0:
-            raise LocalProtocolError(f"ignite: a transaction timeout is 0 (none) or more seconds, not {timeout}")
-        self.timeout = timeout
+        if timeout_s < 0:
+            raise LocalProtocolError(f"ignite: a transaction timeout is 0 (none) or more seconds, not {timeout_s}")
+        self.timeout_s = timeout_s
         self.label = label
-        self._client = client
+        self._session = session
         self._binding: TxBinding | None = None
         self._token: contextvars.Token[TxBinding | None] | None = None
         self._entered = False
@@ -80,6 +76,11 @@ class Transaction:
     def tx_id(self) -> int | None:
         """The node's id of this transaction (``None`` before it started)."""
         return self._binding.tx_id if self._binding is not None else None
+
+    @property
+    def node(self) -> str | None:
+        """The address ("host:port") of the node this transaction lives on (``None`` before it started)."""
+        return f"{self._binding.conn.host}:{self._binding.conn.port}" if self._binding is not None else None
 
     @property
     def closed(self) -> bool:
@@ -101,13 +102,13 @@ class Transaction:
             raise TransactionNested(f"ignite: this task is already in {outer.describe()}; Ignite transactions "
                                     "do not nest: commit or roll it back first")
         self._entered = True
-        conn = await self._client._connection()
+        conn = await self._session.any_connection()
         if conn.version < MIN_VERSION:
             raise LocalProtocolError(
-                f"ignite {conn.host}:{conn.port}: transactions need protocol 1.5.0 or later, and this "
+                f"{conn.where}: transactions need protocol 1.5.0 or later, and this "
                 f"connection speaks {'.'.join(map(str, conn.version))}")
         tx_id = await self._start(conn)
-        self._binding = TxBinding(tx_id, conn, client=self._client, label=self.label)
+        self._binding = TxBinding(tx_id, conn, scope=self._session, label=self.label)
         self._token = current_tx.set(self._binding)
         return self
 
@@ -141,37 +142,36 @@ class Transaction:
         binding = self._binding
         if binding is None:
             raise TransactionError("ignite: the transaction has not started; use `async with client.tx_start()`")
-        if binding.owner is not None and binding.owner is not asyncio.current_task():
-            raise TransactionNotOwned(f"ignite: {binding.describe()} belongs to another task")
-        if binding.closed:
-            raise TransactionClosed(f"ignite: {binding.describe()} is already committed or rolled back")
-        return binding
+        return usable(binding)
 
     # -- requests ----------------------------------------------------------------------------------
 
     async def _start(self, conn: Connection) -> int:
-        buf = new_request(OpCode.TX_START)
-        encode_tx_start(buf, self.concurrency, self.isolation, round(self.timeout * 1000), self.label)
-        _, reply = conn.send(buf)
+        session = self._session
+        req = session.request(OpCode.TX_START, pin=conn)
+        encode_tx_start(req.buf, self.concurrency, self.isolation, round(self.timeout_s * 1000), self.label)
+        reply = session.submit(req)
         try:
             return _tx_id(await asyncio.shield(reply))
         except TxLimitExceeded as exc:
             raise TxLimitExceeded(
-                f"ignite {conn.host}:{conn.port}: the node refuses another transaction on this connection: "
+                f"{conn.where}: the node refuses another transaction on this connection: "
                 "it has as many active ones as it allows per connection (ThinClientConfiguration."
                 f"maxActiveTxPerConnection, 100 by default); end some first. The node said: {exc.args[0]}",
                 exc.status) from exc
         except asyncio.CancelledError:
             # The node may start the transaction anyway: roll it back as soon as its id arrives.
-            reply.add_done_callback(lambda fut: _roll_back_orphan(conn, fut))
+            reply.add_done_callback(lambda fut: _roll_back_orphan(session, conn, fut))
             raise
 
     async def _end(self, binding: TxBinding, *, commit: bool) -> None:
         binding.closed = True  # whatever the node answers, this transaction is over for the client
-        buf = new_request(OpCode.TX_END)
-        encode_tx_end(buf, binding.tx_id, commit)
+        session = self._session
+        req = session.request(OpCode.TX_END, pin=binding.conn)
+        encode_tx_end(req.buf, binding.tx_id, commit)
+        ended = session.submit(req)  # queued now: an interruption from here on does not stop the node ending it
         try:
-            await binding.conn.request(buf)
+            await ended
         except ServerError as exc:
             if commit and type(exc) is ServerError and "conflict" in str(exc.args[0]):
                 raise TransactionConflict(f"ignite: {binding.describe()} was not committed: {exc.args[0]}",
@@ -183,13 +183,13 @@ def _tx_id(reply: Reply) -> int:
     return decode_int(reply.frame, reply.header.payload_offset)
 
 
-def _roll_back_orphan(conn: Connection, started: asyncio.Future[Reply]) -> None:
+def _roll_back_orphan(session: Session, conn: Connection, started: asyncio.Future[Reply]) -> None:
     if started.cancelled() or started.exception() is not None:
         return
-    buf = new_request(OpCode.TX_END)
-    encode_tx_end(buf, _tx_id(started.result()), False)
+    req = session.request(OpCode.TX_END, pin=conn)
+    encode_tx_end(req.buf, _tx_id(started.result()), False)
     try:
-        _, ended = conn.send(buf)
+        ended = session.submit(req)
     except IgniteError:
         return  # the connection is gone, and the node rolls back its transactions with it
     ended.add_done_callback(lambda fut: fut.cancelled() or fut.exception())

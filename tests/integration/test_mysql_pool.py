@@ -1,8 +1,9 @@
-"""The MySQL pool (drivers.mysql_pool) and the client on it, against the real MariaDB."""
+"""The MySQL pool (drivers.mysql.pool) and the client on it, against the real MariaDB."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 
 import pytest
@@ -15,9 +16,7 @@ from drivers.mysql import MySQLClient
 @pytest.fixture
 async def small(settings: Settings) -> AsyncIterator[MySQLClient]:
     """A client whose pool holds at most 4 connections."""
-    m = settings.mysql
-    client = MySQLClient(host=m.host, port=m.port, user=m.user, password=m.password, database=m.database,
-                         pool_min=1, pool_max=4, query_timeout_s=5)
+    client = MySQLClient(dataclasses.replace(settings.mysql, pool_min=1, pool_max=4, query_timeout_s=5))
     await client.start()
     yield client
     await client.aclose()
@@ -29,7 +28,7 @@ async def test_never_more_connections_than_the_maximum_and_every_query_answers(s
     async def one(i: int) -> int:
         nonlocal peak
         row = await small.fetchone("SELECT %s + SLEEP(0.05)", (i,))
-        peak = max(peak, small.stats()["size"])
+        peak = max(peak, small.stats()["detail"]["size"])
         return int(row[0]) if row else -1
 
     began = asyncio.get_running_loop().time()
@@ -38,35 +37,33 @@ async def test_never_more_connections_than_the_maximum_and_every_query_answers(s
     assert peak <= 4
     assert elapsed >= 40 / 4 * 0.05 * 0.9   # 4 at a time
     stats = small.stats()
-    assert (stats["in_use"], stats["waiting"]) == (0, 0)
-    assert stats["idle"] == stats["size"] <= 4
+    assert (stats["pool_in_use"], stats["detail"]["waiting"]) == (0, 0)
+    assert stats["pool_idle"] == stats["detail"]["size"] <= 4
 
 
 async def test_waiters_that_time_out_leave_nothing_behind(small: MySQLClient) -> None:
     hold = [asyncio.create_task(small.fetchone("SELECT SLEEP(0.5)")) for _ in range(4)]
     await asyncio.sleep(0.1)
-    results = await asyncio.gather(*(small.fetchone("SELECT 1", timeout=0.1) for _ in range(20)),
+    results = await asyncio.gather(*(small.fetchone("SELECT 1", timeout_s=0.1) for _ in range(20)),
                                    return_exceptions=True)
     assert all(isinstance(r, BackendTimeout) for r in results)
     await asyncio.gather(*hold)
     assert await small.fetchone("SELECT 2") == (2,)
     stats = small.stats()
-    assert (stats["in_use"], stats["waiting"]) == (0, 0)
-    assert stats["size"] <= 4
+    assert (stats["pool_in_use"], stats["detail"]["waiting"]) == (0, 0)
+    assert stats["detail"]["size"] <= 4
 
 
 async def test_a_connection_killed_by_the_server_is_replaced(small: MySQLClient, settings: Settings) -> None:
     row = await small.fetchone("SELECT CONNECTION_ID()")
     assert row is not None
     victim = int(row[0])          # now the pool's one idle connection, the next to go out
-    m = settings.mysql
-    async with MySQLClient(host=m.host, port=m.port, user=m.user, password=m.password, database=m.database,
-                           pool_min=1, pool_max=1) as other:
+    async with MySQLClient(dataclasses.replace(settings.mysql, pool_min=1, pool_max=1)) as other:
         await other.execute("KILL CONNECTION %s", (victim,))
     await asyncio.sleep(0.1)
     row = await small.fetchone("SELECT CONNECTION_ID()")
     assert row is not None and int(row[0]) != victim
-    assert small.stats()["size"] <= 4
+    assert small.stats()["detail"]["size"] <= 4
 
 
 async def test_a_failed_query_closes_its_connection_and_the_pool_goes_on(small: MySQLClient) -> None:
@@ -74,7 +71,7 @@ async def test_a_failed_query_closes_its_connection_and_the_pool_goes_on(small: 
     assert row is not None
     with pytest.raises(BackendError):
         await small.fetchone("SELECT no_such_column FROM no_such_table")
-    assert small.stats()["in_use"] == 0
+    assert small.stats()["pool_in_use"] == 0
     assert await small.fetchone("SELECT 3") == (3,)
 
 

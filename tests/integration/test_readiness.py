@@ -7,7 +7,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from tests.conftest import ServerProcess, run_app, start_server
+from tests.conftest import ServerProcess, run_stack, start_server
 
 
 def get(url: str) -> tuple[int, dict[str, Any]]:
@@ -32,7 +32,7 @@ def test_readyz_is_200_with_latency_for_all_four_backends(server: ServerProcess)
 
 
 def test_readyz_is_503_naming_a_stopped_backend_and_recovers(server: ServerProcess) -> None:
-    stopped = run_app("stack", "down", "redis")
+    stopped = run_stack("down", "redis")
     assert stopped.returncode == 0, stopped.stderr
     try:
         status, body = get(server.url + "/readyz")
@@ -42,7 +42,7 @@ def test_readyz_is_503_naming_a_stopped_backend_and_recovers(server: ServerProce
         assert body["backends"]["redis"]["error"]
         assert body["backends"]["mysql"]["ok"] is True
     finally:
-        restarted = run_app("stack", "up", "redis")
+        restarted = run_stack("up", "redis")
         assert restarted.returncode == 0, restarted.stdout + restarted.stderr
     status, body = get(server.url + "/readyz")
     assert status == 200, body

@@ -1,7 +1,7 @@
 """The pipelined Redis connection against the real Redis: replies in step, cancellation, timeouts, loss.
 
 Delays come from a TCP proxy in front of Redis that holds its replies back
-(``tests.ignite.proxy``); everything else is the real server.
+(``tests.support.proxy``); everything else is the real server.
 """
 
 from __future__ import annotations
@@ -15,11 +15,10 @@ import pytest
 
 from app.settings import Settings
 from drivers.errors import BackendError, BackendTimeout, BackendUnavailable, DriverError
-from drivers.redis import RedisClient
-from drivers.redis_pipe import PipelinedRedis
-from drivers.resp import encode_command
-from tests.conftest import run_app_async
-from tests.ignite.proxy import Proxy
+from drivers.redis import PipelinedRedis, RedisClient
+from drivers.redis.resp import encode_command
+from tests.conftest import run_stack_async
+from tests.support.proxy import Proxy
 
 
 @pytest.mark.parametrize(("args", "wire"), [
@@ -47,7 +46,7 @@ async def test_many_concurrent_commands_each_get_their_own_reply(redis_address: 
         tokens = [token() for _ in range(1000)]
         replies = await asyncio.gather(*(pipe.execute("ECHO", t) for t in tokens))
         assert replies == [t.encode() for t in tokens]
-        assert pipe.stats()["pipelined_in_flight"] == 0
+        assert pipe.in_flight == 0
     finally:
         await pipe.aclose()
 
@@ -93,7 +92,7 @@ async def test_commands_cancelled_in_flight_have_their_replies_dropped(redis_add
                     assert result == t.encode()
             fresh = token()
             assert await pipe.execute("ECHO", fresh) == fresh.encode()
-            assert pipe.stats()["late_replies"] == 150
+            assert pipe.counters.late_replies == 150
         finally:
             await pipe.aclose()
 
@@ -101,7 +100,7 @@ async def test_commands_cancelled_in_flight_have_their_replies_dropped(redis_add
 async def test_a_command_past_its_deadline_fails_and_later_commands_stay_in_step(
         redis_address: tuple[str, int]) -> None:
     async with Proxy(redis_address) as proxy:
-        pipe = PipelinedRedis(*proxy.address, timeout=0.3)
+        pipe = PipelinedRedis(*proxy.address, timeout_s=0.3)
         try:
             await pipe.execute("PING")
             proxy.hold_replies = True
@@ -114,32 +113,31 @@ async def test_a_command_past_its_deadline_fails_and_later_commands_stay_in_step
             proxy.hold_replies = False
             tokens = [token() for _ in range(50)]
             assert await asyncio.gather(*(pipe.execute("ECHO", t) for t in tokens)) == [t.encode() for t in tokens]
-            stats = pipe.stats()
-            assert (stats["late_replies"], stats["pipelined_timeouts"], stats["reconnects"]) == (1, 1, 0)
+            c = pipe.counters
+            assert (c.late_replies, c.timeouts, c.reconnects) == (1, 1, 0)
         finally:
             await pipe.aclose()
 
 
 async def test_a_connection_that_stops_answering_is_closed_and_replaced(redis_address: tuple[str, int]) -> None:
     async with Proxy(redis_address) as proxy:
-        pipe = PipelinedRedis(*proxy.address, timeout=0.2)
+        pipe = PipelinedRedis(*proxy.address, timeout_s=0.2)
         try:
             await pipe.execute("PING")
             proxy.hold_replies = True
             with pytest.raises(BackendTimeout):
                 await pipe.execute("ECHO", "stuck")
             await asyncio.sleep(0.4)  # twice the timeout without a single reply
-            assert pipe.stats()["pipelined_connected"] is False
+            assert pipe.connected is False
             proxy.hold_replies = False
             assert await pipe.execute("ECHO", "again") == b"again"
-            assert pipe.stats()["reconnects"] == 1
+            assert pipe.counters.reconnects == 1
         finally:
             await pipe.aclose()
 
 
 async def test_a_redis_error_reply_is_a_backend_error_for_that_command_only(settings: Settings) -> None:
-    r = settings.redis
-    async with RedisClient(host=r.host, port=r.port) as client:
+    async with RedisClient(settings.redis) as client:
         key = f"pipe-test:{token()}"
         await client.set(key, "not a number", ex=60)
         results = await asyncio.gather(client.get(key), client.incr(key), client.get(key), return_exceptions=True)
@@ -166,20 +164,22 @@ async def test_a_lost_connection_fails_everything_pending_at_once(redis_address:
 
 
 async def test_concurrent_callers_share_one_reconnect_attempt(redis_address: tuple[str, int]) -> None:
-    pipe = PipelinedRedis(*redis_address)
-    try:
-        await pipe.execute("PING")
-        assert pipe._conn is not None
-        pipe._conn.abort()
-        assert await asyncio.gather(*(pipe.execute("PING") for _ in range(50))) == [b"PONG"] * 50
-        assert pipe.stats()["reconnects"] == 1
-    finally:
-        await pipe.aclose()
+    async with Proxy(redis_address) as proxy:
+        pipe = PipelinedRedis(*proxy.address)
+        try:
+            await pipe.execute("PING")
+            proxy.cut()
+            while pipe.connected:
+                await asyncio.sleep(0.005)
+            assert await asyncio.gather(*(pipe.execute("PING") for _ in range(50))) == [b"PONG"] * 50
+            assert (pipe.counters.connects, pipe.counters.reconnects) == (2, 1)
+        finally:
+            await pipe.aclose()
 
 
 async def test_redis_stopped_for_real_fails_pending_commands_and_the_client_recovers(
         redis_address: tuple[str, int]) -> None:
-    pipe = PipelinedRedis(*redis_address, connect_timeout=1)
+    pipe = PipelinedRedis(*redis_address, connect_timeout_s=1)
     errors: list[DriverError] = []
     stop = asyncio.Event()
 
@@ -194,11 +194,11 @@ async def test_redis_stopped_for_real_fails_pending_commands_and_the_client_reco
     readers = [asyncio.ensure_future(reader()) for _ in range(16)]
     try:
         await asyncio.sleep(0.2)
-        stopped = await run_app_async("stack", "down", "redis")
+        stopped = await run_stack_async("down", "redis")
         assert stopped.returncode == 0, stopped.stderr
         await asyncio.sleep(0.3)
     finally:
-        restarted = await run_app_async("stack", "up", "redis")
+        restarted = await run_stack_async("up", "redis")
         stop.set()
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.gather(*readers)
@@ -209,6 +209,6 @@ async def test_redis_stopped_for_real_fails_pending_commands_and_the_client_reco
         assert any("connection lost" in str(e) for e in errors)
         fresh = token()
         assert await pipe.execute("ECHO", fresh) == fresh.encode()
-        assert pipe.stats()["reconnects"] >= 1
+        assert pipe.counters.reconnects >= 1
     finally:
         await pipe.aclose()

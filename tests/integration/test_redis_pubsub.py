@@ -1,8 +1,9 @@
-"""The process's Redis subscription (drivers.redis_pubsub) against the real Redis."""
+"""The process's Redis subscription (drivers.redis.pubsub) against the real Redis."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -11,8 +12,11 @@ import pytest
 import redis.asyncio as aredis
 
 from app.settings import Settings
-from drivers.errors import BackendUnavailable
-from drivers.redis_pubsub import Subscriber
+from drivers.errors import BackendUnavailable, InterfaceError
+from drivers.redis import RedisConfig, Subscriber, SubscriptionConfig
+from drivers.retry import Backoff
+
+PREFIX = "sub-"
 
 
 class Inbox:
@@ -25,6 +29,9 @@ class Inbox:
     def on_message(self, channel: bytes, payload: bytes) -> None:
         self.messages.append((channel, payload))
         self.arrived.set()
+
+    def on_batch(self) -> None:
+        pass
 
     def on_resubscribed(self, channels: list[str]) -> None:
         self.resubscribed.append(channels)
@@ -45,17 +52,18 @@ async def plain(settings: Settings) -> AsyncIterator[aredis.Redis]:
 
 @pytest.fixture
 async def inbox(settings: Settings) -> AsyncIterator[Inbox]:
-    """An inbox fed by a started subscriber (``inbox.sub``) with quick reconnects."""
+    """An inbox fed by a started subscriber (``inbox.sub``), listening to ``sub-*``, with quick reconnects."""
     box = Inbox()
-    box.sub = Subscriber(settings.redis.host, settings.redis.port, on_message=box.on_message,
-                         on_resubscribed=box.on_resubscribed, backoff_base=0.01, backoff_cap=0.1)
+    quick = SubscriptionConfig(reconnect=Backoff(0.01, 0.1))
+    box.sub = Subscriber(dataclasses.replace(settings.redis, subscription=quick))
+    box.sub.listen(PREFIX, box)
     await box.sub.start()
     yield box
     await box.sub.aclose()
 
 
 async def test_after_subscribe_returns_every_publish_arrives_in_order(inbox: Inbox, plain: aredis.Redis) -> None:
-    sub, channel = inbox.sub, f"sub-{uuid.uuid4().hex}"
+    sub, channel = inbox.sub, f"{PREFIX}{uuid.uuid4().hex}"
     await sub.subscribe(channel)
     for i in range(100):
         assert await plain.publish(channel, str(i)) == 1
@@ -67,7 +75,7 @@ async def test_after_subscribe_returns_every_publish_arrives_in_order(inbox: Inb
 
 
 async def test_a_killed_connection_comes_back_subscribed(inbox: Inbox, plain: aredis.Redis) -> None:
-    sub, channel = inbox.sub, f"sub-{uuid.uuid4().hex}"
+    sub, channel = inbox.sub, f"{PREFIX}{uuid.uuid4().hex}"
     await sub.subscribe(channel)
     killed = await plain.client_kill_filter(_type="pubsub", skipme=True)
     assert killed >= 1
@@ -76,6 +84,7 @@ async def test_a_killed_connection_comes_back_subscribed(inbox: Inbox, plain: ar
         await asyncio.sleep(0.02)
     assert channel in inbox.resubscribed[0]
     assert sub.stats()["reconnects"] == 1
+    assert sub.stats()["connected"] is True
     assert await plain.publish(channel, "back") == 1
     await inbox.wait_for(1)
     assert inbox.messages == [(channel.encode(), b"back")]
@@ -83,16 +92,39 @@ async def test_a_killed_connection_comes_back_subscribed(inbox: Inbox, plain: ar
 
 async def test_subscribing_while_disconnected_fails_fast(settings: Settings) -> None:
     inbox = Inbox()
-    sub = Subscriber(settings.redis.host, 1, on_message=inbox.on_message)
+    sub = Subscriber(RedisConfig(host=settings.redis.host, port=1))
+    sub.listen(PREFIX, inbox)
     with pytest.raises(BackendUnavailable, match=r"127\.0\.0\.1:1\b"):
         await sub.start()
     with pytest.raises(BackendUnavailable, match="reconnecting"):
-        await sub.subscribe("anything")
+        await sub.subscribe(PREFIX + "anything")
     await sub.aclose()
 
 
+async def test_a_channel_nobody_listens_to_is_refused_before_anything_is_sent(inbox: Inbox) -> None:
+    with pytest.raises(InterfaceError, match="nothing listens to channel 'other'"):
+        await inbox.sub.subscribe("other")
+    assert "other" not in inbox.sub.channels
+    with pytest.raises(InterfaceError, match="overlaps"):
+        inbox.sub.listen("sub-x", Inbox())
+
+
+async def test_messages_go_to_the_listener_of_their_prefix_only(inbox: Inbox, plain: aredis.Redis) -> None:
+    other = Inbox()
+    inbox.sub.listen("other-", other)
+    mine, theirs = f"{PREFIX}{uuid.uuid4().hex}", f"other-{uuid.uuid4().hex}"
+    await inbox.sub.subscribe(mine)
+    await inbox.sub.subscribe(theirs)
+    await plain.publish(theirs, "for other")
+    await plain.publish(mine, "for me")
+    await inbox.wait_for(1)
+    await other.wait_for(1)
+    assert inbox.messages == [(mine.encode(), b"for me")]
+    assert other.messages == [(theirs.encode(), b"for other")]
+
+
 async def test_an_idle_subscription_uses_no_cpu(inbox: Inbox) -> None:
-    await inbox.sub.subscribe(f"idle-{uuid.uuid4().hex}")
+    await inbox.sub.subscribe(f"{PREFIX}idle-{uuid.uuid4().hex}")
     began_cpu, began = time.process_time(), time.monotonic()
     await asyncio.sleep(1.0)
     used = time.process_time() - began_cpu

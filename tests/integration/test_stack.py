@@ -9,13 +9,11 @@ from drivers.ignite import Client as IgniteClient
 from drivers.mongo import MongoClient
 from drivers.mysql import MySQLClient
 from drivers.redis import RedisClient
-from tests.conftest import run_app
+from tests.conftest import run_stack
 
 
 async def test_mysql_answers_a_real_query(settings: Settings) -> None:
-    m = settings.mysql
-    async with MySQLClient(host=m.host, port=m.port, user=m.user, password=m.password,
-                           database=m.database) as client:
+    async with MySQLClient(settings.mysql) as client:
         await client.execute("CREATE TABLE IF NOT EXISTS stack_probe (id INT PRIMARY KEY, v VARCHAR(40))")
         await client.execute("REPLACE INTO stack_probe VALUES (%s, %s)", (1, "hello"))
         assert await client.fetchone("SELECT v FROM stack_probe WHERE id = %s", (1,)) == ("hello",)
@@ -23,8 +21,7 @@ async def test_mysql_answers_a_real_query(settings: Settings) -> None:
 
 
 async def test_redis_answers_a_real_command(settings: Settings) -> None:
-    r = settings.redis
-    async with RedisClient(host=r.host, port=r.port) as client:
+    async with RedisClient(settings.redis) as client:
         key = f"stack-probe:{uuid.uuid4()}"
         await client.set(key, "v1", ex=60)
         assert await client.get(key) == b"v1"
@@ -32,17 +29,16 @@ async def test_redis_answers_a_real_command(settings: Settings) -> None:
 
 
 async def test_mongo_answers_a_real_insert_and_find(settings: Settings) -> None:
-    g = settings.mongo
-    async with MongoClient(host=g.host, port=g.port, database=g.database) as client:
+    async with MongoClient(settings.mongo) as client:
         marker = str(uuid.uuid4())
-        with client.convert_errors():
-            await client.db.stack_probe.insert_one({"_id": marker, "n": 42})
-            found = await client.db.stack_probe.find_one({"_id": marker})
+        probes = client.collection("stack_probe")
+        assert await probes.insert_one({"_id": marker, "n": 42}) == marker
+        found = await probes.find_one({"_id": marker})
         assert found == {"_id": marker, "n": 42}
 
 
 async def test_ignite_answers_a_real_cache_put_and_get(settings: Settings) -> None:
-    async with IgniteClient(settings.ignite.nodes) as client:
+    async with IgniteClient(config=settings.ignite) as client:
         cache = await client.get_or_create_cache("stack_probe")
         key = str(uuid.uuid4())
         await cache.put(key, "value")
@@ -51,7 +47,7 @@ async def test_ignite_answers_a_real_cache_put_and_get(settings: Settings) -> No
 
 
 def test_status_reports_all_four_backends_up(stack: None) -> None:
-    done = run_app("stack", "status")
+    done = run_stack("status")
     assert done.returncode == 0, done.stdout + done.stderr
     for name in ("mysql", "redis", "mongo", "ignite-0"):
         line = next(ln for ln in done.stdout.splitlines() if ln.startswith(name + " "))
@@ -59,14 +55,14 @@ def test_status_reports_all_four_backends_up(stack: None) -> None:
 
 
 def test_status_names_the_backend_and_address_that_does_not_answer(stack: None) -> None:
-    done = run_app("stack", "status", env={"ASYNCSTACK_REDIS__PORT": "1"})
+    done = run_stack("status", env={"ASYNCSTACK_REDIS__PORT": "1"})
     assert done.returncode == 1
     assert "redis at 127.0.0.1:1 is not answering" in done.stdout
     assert "Traceback" not in done.stdout + done.stderr
 
 
 def test_unknown_service_is_a_clear_error(stack: None) -> None:
-    done = run_app("stack", "status", "postgres")
+    done = run_stack("status", "postgres")
     assert done.returncode == 1
     assert "unknown service postgres" in done.stderr
     assert "Traceback" not in done.stderr

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import ServerProcess, run_app, start_server
+from tests.conftest import ServerProcess, run_app, run_stack, start_server
 from tests.service.http import call
 
 
@@ -57,7 +57,7 @@ def test_backend_deadline_is_504_naming_the_backend(seeded: None) -> None:
 
 def test_stopped_backend_is_503_naming_it_and_recovers(service: ServerProcess) -> None:
     assert call(service.url + "/redis/kv/items:7")[0] == 200
-    stopped = run_app("stack", "down", "redis")
+    stopped = run_stack("down", "redis")
     assert stopped.returncode == 0, stopped.stderr
     try:
         for path in ("/redis/kv/items:7", "/fanout/7"):
@@ -68,7 +68,7 @@ def test_stopped_backend_is_503_naming_it_and_recovers(service: ServerProcess) -
             assert "Traceback" not in body["detail"]
         assert call(service.url + "/mysql/items/7")[0] == 200  # the other backends still answer
     finally:
-        restarted = run_app("stack", "up", "redis")
+        restarted = run_stack("up", "redis")
         assert restarted.returncode == 0, restarted.stdout + restarted.stderr
     # The same server, without a restart: its pooled connections were dead and are replaced.
     assert call(service.url + "/redis/kv/after-restart", "PUT", {"value": "back"})[0] == 200

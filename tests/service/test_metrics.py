@@ -38,8 +38,9 @@ def test_metrics_parse_and_count_requests_and_backend_calls(service: ServerProce
     assert value(after, "http_request_duration_seconds_count", route="fanout") >= 3
     assert ("event_loop_lag_seconds", frozenset()) in after
     assert value(after, "backend_pool_connections", backend="mysql", state="idle") >= 1
-    assert value(after, "ignite_client", stat="connected") == 1
-    assert value(after, "redis_pipelined_connection", stat="connected") == 1
+    for backend in ("mysql", "redis", "mongo", "ignite"):   # every client reports the same counters
+        assert value(after, "backend_client", backend=backend, stat="connected") == 1, backend
+        assert value(after, "backend_client", backend=backend, stat="requests") >= 3, backend
 
 
 def test_metrics_merge_all_workers(seeded: None) -> None:
@@ -51,9 +52,10 @@ def test_metrics_merge_all_workers(seeded: None) -> None:
         assert value(samples, "http_requests_total", route="now", status="200") == 20
         assert ("event_loop_lag_seconds", frozenset()) in samples
         deadline = time.monotonic() + 5   # the second worker may still be starting its clients
-        while value(samples, "ignite_client", stat="connected") < 2 and time.monotonic() < deadline:
+        connected = {"backend": "ignite", "stat": "connected"}
+        while value(samples, "backend_client", **connected) < 2 and time.monotonic() < deadline:
             time.sleep(0.1)
             samples = scrape(srv.url)
-        assert value(samples, "ignite_client", stat="connected") == 2   # one client per worker, summed
+        assert value(samples, "backend_client", **connected) == 2   # one client per worker, summed
     finally:
         assert srv.stop() == 0

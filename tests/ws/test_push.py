@@ -17,7 +17,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from app.settings import Settings
 from app.ws.tokens import make_token
-from tests.conftest import ServerProcess, run_app, run_app_async, start_server
+from tests.conftest import ServerProcess, run_app, run_stack_async, start_server
 from tests.service.http import call
 from tests.ws.conftest import (
     CHANNEL_SECRET,
@@ -315,11 +315,11 @@ async def test_subscribers_keep_receiving_after_redis_restarts(push_server: Serv
         await client.subscribe(channel)
         await publish_async(push_server, channel, "before")
         assert [m["data"] for m in await client.messages(1)] == ["before"]
-        stopped = await run_app_async("stack", "down", "redis")
+        stopped = await run_stack_async("down", "redis")
         assert stopped.returncode == 0, stopped.stderr
         status, _ = await asyncio.to_thread(publish, push_server, channel, "while down")
         assert status == 503
-        started = await run_app_async("stack", "up", "redis")
+        started = await run_stack_async("up", "redis")
         assert started.returncode == 0, started.stdout + started.stderr
         # The subscription reconnects in the background (backoff capped at 2 s); publish until it is back.
         deadline = time.monotonic() + 20

@@ -3,7 +3,7 @@
 Rules of this file:
 
 * Every result is a signed Java ``int``: arithmetic is done on Python ints and
-  folded with ``_i32`` at the end, which equals Java's wrap-around at each step
+  folded with ``i32`` at the end, which equals Java's wrap-around at each step
   because only ``+`` and ``*`` are involved (a ring homomorphism mod 2**32).
 * Strings hash over UTF-16 code units, as ``String.hashCode`` does; an astral
   character counts as its two surrogates.
@@ -41,7 +41,8 @@ _POW31: list[int] = [1]
 _CHUNK = 4096
 
 
-def _i32(v: int) -> int:
+def i32(v: int) -> int:
+    """``v`` wrapped to a signed 32-bit Java int."""
     v &= _MASK32
     return v - 0x1_0000_0000 if v & 0x8000_0000 else v
 
@@ -70,9 +71,9 @@ def string_hash(s: str) -> int:
     """Java ``String.hashCode`` (over UTF-16 code units)."""
     if s.isascii():
         raw = s.encode("ascii")
-        return _i32(_poly_hash(0, memoryview(raw), len(raw)))
+        return i32(_poly_hash(0, memoryview(raw), len(raw)))
     units = memoryview(s.encode("utf-16-le", "surrogatepass")).cast("H")
-    return _i32(_poly_hash(0, units, len(units)))
+    return i32(_poly_hash(0, units, len(units)))
 
 
 def _lower_unit(u: int) -> int:
@@ -94,9 +95,9 @@ def lower_case_hash(name: str) -> int:
     """Java ``BinaryBasicIdMapper.lowerCaseHashCode``: hash of the name lower-cased per UTF-16 unit."""
     if name.isascii():
         raw = name.lower().encode("ascii")
-        return _i32(_poly_hash(0, memoryview(raw), len(raw)))
+        return i32(_poly_hash(0, memoryview(raw), len(raw)))
     units = memoryview(name.encode("utf-16-le", "surrogatepass")).cast("H")
-    return _i32(_poly_hash(0, [_lower_unit(u) for u in units], len(units)))
+    return i32(_poly_hash(0, [_lower_unit(u) for u in units], len(units)))
 
 
 def type_id(name: str) -> int:
@@ -126,7 +127,7 @@ def schema_id(field_ids: Iterable[int]) -> int:
         empty = False
         for shift in (0, 8, 16, 24):
             h = ((h ^ ((fid >> shift) & 0xFF)) * _FNV_PRIME) & _MASK32
-    return 0 if empty else _i32(h)
+    return 0 if empty else i32(h)
 
 
 def binary_object_hash(data: bytes | bytearray | memoryview) -> int:
@@ -134,13 +135,13 @@ def binary_object_hash(data: bytes | bytearray | memoryview) -> int:
     mv = memoryview(data)
     if mv.format != "b":
         mv = mv.cast("b")
-    return _i32(_poly_hash(1, mv, len(mv)))
+    return i32(_poly_hash(1, mv, len(mv)))
 
 
 def long_hash(v: int) -> int:
     """Java ``Long.hashCode``: ``(int)(v ^ (v >>> 32))``."""
     u = v & _MASK64
-    return _i32(u ^ (u >> 32))
+    return i32(u ^ (u >> 32))
 
 
 def double_hash(v: float) -> int:
@@ -163,7 +164,7 @@ def float_hash(v: float) -> int:
 def uuid_hash(u: uuid.UUID) -> int:
     """Java ``UUID.hashCode``: ``hilo = msb ^ lsb; (int)(hilo >> 32) ^ (int)hilo``."""
     hilo = (u.int >> 64) ^ (u.int & _MASK64)
-    return _i32((hilo >> 32) ^ hilo)
+    return i32((hilo >> 32) ^ hilo)
 
 
 def decimal_hash(d: decimal.Decimal) -> int:
@@ -181,7 +182,7 @@ def decimal_hash(d: decimal.Decimal) -> int:
             h = (31 * h + ((unscaled >> (32 * i)) & _MASK32)) & _MASK32
         if sign:
             h = -h
-    return _i32(31 * h + (-exp))
+    return i32(31 * h + (-exp))
 
 
 def _epoch_ms(value: datetime.datetime | datetime.date | datetime.time) -> int:
@@ -200,14 +201,12 @@ def java_hash(value: Any, hint: type | None = None) -> int:
 
     ``hint`` is one of the hint classes of ``drivers.ignite.codec.hints`` (``Int``,
     ``Short``, ``Float`` ...) when the plain Python value stands for that Java type.
-    Hinted values (``Int(5)``) carry their own type and need no ``hint``.
+    Hinted values (``Int(5)``) carry their own type and need no ``hint``: anything
+    with a ``java_hash()`` method is asked for its hash.  (``hints`` imports this
+    module, never the other way round.)
     """
-    from drivers.ignite.codec import hints  # local: hints imports nothing from here
-
-    if hint is not None and not isinstance(value, hints.Hint):
+    if hint is not None and not hasattr(value, "java_hash"):
         value = hint(value)
-    if isinstance(value, hints.Hint):
-        return value.java_hash()
     t = type(value)
     if t is bool:
         return 1231 if value else 1237
@@ -227,6 +226,9 @@ def java_hash(value: Any, hint: type | None = None) -> int:
         return long_hash(_epoch_ms(value))
     if value is None:
         raise LocalProtocolError("a null key has no hash")
+    own = getattr(value, "java_hash", None)
+    if own is not None:
+        return int(own())
     stored = getattr(value, "java_hash_code", None)
     if isinstance(stored, int):
         return stored
@@ -241,7 +243,7 @@ def partition_for(h: int, parts: int) -> int:
     """Partition of a key hash with ``RendezvousAffinityFunction``'s rule."""
     if parts <= 0:
         raise LocalProtocolError(f"partition count must be positive, got {parts}")
-    h = _i32(h)
+    h = i32(h)
     if parts & (parts - 1) == 0:
         u = h & _MASK32
         return (u ^ (u >> 16)) & (parts - 1)

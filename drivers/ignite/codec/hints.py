@@ -76,7 +76,7 @@ class Byte(_Number):
     value: int
 
     def java_hash(self) -> int:
-        return hashing._i32(((self.value + 128) & 0xFF) - 128)
+        return hashing.i32(((self.value + 128) & 0xFF) - 128)
 
 
 class Short(_Number):
@@ -87,7 +87,7 @@ class Short(_Number):
     value: int
 
     def java_hash(self) -> int:
-        return hashing._i32(((self.value + 32768) & 0xFFFF) - 32768)
+        return hashing.i32(((self.value + 32768) & 0xFFFF) - 32768)
 
 
 class Int(_Number):
@@ -98,7 +98,7 @@ class Int(_Number):
     value: int
 
     def java_hash(self) -> int:
-        return hashing._i32(self.value)
+        return hashing.i32(self.value)
 
 
 class Long(_Number):
@@ -230,7 +230,7 @@ class Enum(Hint):
         self.ordinal = ordinal
 
     def java_hash(self) -> int:
-        return hashing._i32(31 * self.type_id + self.ordinal)  # BinaryEnumObjectImpl.hashCode
+        return hashing.i32(31 * self.type_id + self.ordinal)  # BinaryEnumObjectImpl.hashCode
 
 
 class BinaryEnum(Enum):

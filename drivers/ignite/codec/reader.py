@@ -41,7 +41,7 @@ from drivers.ignite.codec.binary import (
     UnknownBinaryTypes,
 )
 from drivers.ignite.codec.typecodes import SET_KINDS, CollectionKind, MapKind, TypeCode
-from drivers.ignite.errors import ProtocolError, RemoteProtocolError
+from drivers.ignite.errors import RemoteProtocolError
 
 MAX_DEPTH = 100
 
@@ -114,7 +114,7 @@ def read_with(data: memoryview, offset: int, ctx: ReadContext) -> tuple[Any, int
     """Read one typed value within a ``ReadContext`` (call ``ctx.finish()`` when done)."""
     try:
         return _read(data, offset, ctx)
-    except (ProtocolError, UnknownBinaryTypes):
+    except (RemoteProtocolError, UnknownBinaryTypes):
         raise
     except (struct.error, IndexError, ValueError, OverflowError, TypeError, KeyError,
             RecursionError, decimal.DecimalException) as exc:
@@ -135,7 +135,7 @@ def read_many(data: memoryview, offset: int, count: int, ctx: ReadContext) -> tu
                 raise RemoteProtocolError(f"unknown type code {data[pos]} at offset {pos}")
             v, pos = r(data, pos + 1, ctx)
             append(v)
-    except (ProtocolError, UnknownBinaryTypes):
+    except (RemoteProtocolError, UnknownBinaryTypes):
         raise
     except (struct.error, IndexError, ValueError, OverflowError, TypeError, KeyError,
             RecursionError, decimal.DecimalException) as exc:

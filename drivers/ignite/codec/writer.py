@@ -41,7 +41,7 @@ from drivers.ignite.codec.binary import (
 )
 from drivers.ignite.codec.hashing import binary_object_hash
 from drivers.ignite.codec.typecodes import CollectionKind, MapKind, TypeCode
-from drivers.ignite.errors import LocalProtocolError, ProtocolError
+from drivers.ignite.errors import LocalProtocolError
 
 Writer = Callable[[bytearray, Any, BinaryTypeRegistry], None]
 
@@ -80,7 +80,7 @@ def write_value(buf: bytearray, value: Any, registry: BinaryTypeRegistry) -> Non
         if w is None:
             w = _resolve(value, registry)
         w(buf, value, registry)
-    except ProtocolError:
+    except LocalProtocolError:
         raise
     except (struct.error, OverflowError, UnicodeEncodeError, TypeError, ValueError) as exc:
         raise LocalProtocolError(

@@ -9,8 +9,9 @@ Rules of this file:
   whatever the chunking.  Frames are ``memoryview``s over immutable ``bytes``.
 * A length below zero or above ``max_frame`` is a desync: ``RemoteProtocolError``
   naming the length, and the connection must be dropped (no resync).
-* A request is built in one ``bytearray`` (``begin_request`` ... payload ...
-  ``finish_frame``) so it leaves in a single ``transport.write``.
+* A request is built in one ``bytearray`` (``new_request`` ... payload ...)
+  so it leaves in a single ``transport.write``; the connection that sends it
+  fills in the length and its request id with ``stamp_request``.
 * Response headers (``ClientResponse.encode`` / ``ClientNotification.encode``):
 
       >= 1.4: int64 request id | int16 flags | [flags & 2: int64 topVer, int32 minor]
@@ -33,6 +34,7 @@ DEFAULT_MAX_FRAME = 256 * 1024 * 1024
 
 _LEN = struct.Struct("<i")
 _REQUEST_HEADER = struct.Struct("<ihq")  # length placeholder, op code, request id
+_ID = struct.Struct("<q")                # the request id, at 6 (after the length and the op code)
 _ID_FLAGS = struct.Struct("<qh")
 _ID_STATUS = struct.Struct("<qi")
 _TOPOLOGY = struct.Struct("<qi")
@@ -117,6 +119,26 @@ def begin_request(op_code: int, request_id: int) -> bytearray:
         return bytearray(_REQUEST_HEADER.pack(0, op_code, request_id))
     except struct.error as exc:
         raise LocalProtocolError(f"bad op code {op_code} or request id {request_id}: {exc}") from None
+
+
+_HEADERS: dict[int, bytes] = {}
+
+
+def new_request(op_code: int) -> bytearray:
+    """A request buffer for ``op_code`` with its length and request id left to ``stamp_request``.
+
+    Append the payload, then hand it to a connection.
+    """
+    header = _HEADERS.get(op_code)
+    if header is None:
+        header = _HEADERS[op_code] = bytes(begin_request(op_code, 0))
+    return bytearray(header)
+
+
+def stamp_request(buf: bytearray, request_id: int) -> None:
+    """Write the length prefix and ``request_id`` into a request built with ``new_request``."""
+    _LEN.pack_into(buf, 0, len(buf) - 4)
+    _ID.pack_into(buf, 6, request_id)
 
 
 def finish_frame(buf: bytearray) -> bytearray:

@@ -22,8 +22,8 @@ from drivers.ignite.errors import (
     IgniteTimeout,
     RemoteProtocolError,
 )
-from drivers.ignite.routing import NO_RETRY
-from tests.ignite.proxy import Proxy
+from drivers.retry import NO_RETRY
+from tests.support.proxy import Proxy
 
 
 @pytest.fixture
@@ -45,7 +45,7 @@ async def _pending_get(client: Client, proxy: Proxy) -> asyncio.Future[object]:
     struct.pack("<i", 3) + b"abc",               # a frame too short for a reply header
 ])
 async def test_garbage_fails_pending_requests_with_the_protocol_error(proxy: Proxy, garbage: bytes) -> None:
-    async with Client([proxy.address], timeout=5, retry_policy=NO_RETRY) as client:
+    async with Client([proxy.address], request_timeout_s=5, retry=NO_RETRY) as client:
         fut = await _pending_get(client, proxy)
         proxy.inject(garbage)
         with pytest.raises(RemoteProtocolError):
@@ -57,7 +57,7 @@ async def test_garbage_fails_pending_requests_with_the_protocol_error(proxy: Pro
 
 
 async def test_oversized_frame_is_refused(proxy: Proxy) -> None:
-    async with Client([proxy.address], timeout=5, max_frame=1 << 20, retry_policy=NO_RETRY) as client:
+    async with Client([proxy.address], request_timeout_s=5, max_frame=1 << 20, retry=NO_RETRY) as client:
         fut = await _pending_get(client, proxy)
         proxy.inject(struct.pack("<i", 50 << 20))
         with pytest.raises(RemoteProtocolError, match="frame length"):
@@ -65,7 +65,7 @@ async def test_oversized_frame_is_refused(proxy: Proxy) -> None:
 
 
 async def test_truncated_frame_then_close_is_a_connection_error(proxy: Proxy) -> None:
-    async with Client([proxy.address], timeout=5, retry_policy=NO_RETRY) as client:
+    async with Client([proxy.address], request_timeout_s=5, retry=NO_RETRY) as client:
         fut = await _pending_get(client, proxy)
         proxy.inject(struct.pack("<i", 100) + b"x" * 10)
         await asyncio.sleep(0.05)
@@ -75,7 +75,7 @@ async def test_truncated_frame_then_close_is_a_connection_error(proxy: Proxy) ->
 
 
 async def test_silent_node_times_out_within_the_deadline(proxy: Proxy) -> None:
-    async with Client([proxy.address], timeout=0.3) as client:
+    async with Client([proxy.address], request_timeout_s=0.3) as client:
         fut = await _pending_get(client, proxy)
         loop = asyncio.get_running_loop()
         began = loop.time()
@@ -87,7 +87,7 @@ async def test_silent_node_times_out_within_the_deadline(proxy: Proxy) -> None:
 async def test_a_port_that_is_not_ignite_fails_the_handshake_clearly(settings: Settings) -> None:
     r = settings.redis
     with pytest.raises(IgniteError) as err:
-        async with Client([(r.host, r.port)], connect_timeout=1):
+        async with Client([(r.host, r.port)], connect_timeout_s=1):
             pass
     assert f"{r.host}:{r.port}" in str(err.value)
 
@@ -96,6 +96,6 @@ async def test_a_closed_port_fails_fast() -> None:
     loop = asyncio.get_running_loop()
     began = loop.time()
     with pytest.raises(IgniteConnectionError, match=r"127\.0\.0\.1:1\b"):
-        async with Client([("127.0.0.1", 1)], connect_timeout=3):
+        async with Client([("127.0.0.1", 1)], connect_timeout_s=3):
             pass
     assert loop.time() - began < 2.0

@@ -12,10 +12,9 @@ from collections.abc import AsyncIterator
 import pytest
 
 from app.settings import Settings
-from app.stack.services import SecureIgniteNode
-from drivers.ignite import Client
-from drivers.ignite.cluster import ClusterState
+from drivers.ignite import Client, ClusterState
 from drivers.ignite.errors import LocalProtocolError, ServerError
+from stack.services import SecureIgniteNode
 
 NODE = SecureIgniteNode.stack()
 
@@ -23,7 +22,7 @@ NODE = SecureIgniteNode.stack()
 @pytest.fixture
 async def secure_client(settings: Settings) -> AsyncIterator[Client]:
     async with Client([(NODE.host, NODE.port)], username=NODE.USERNAME, password=NODE.PASSWORD,
-                      ssl=NODE.ssl_context(), connect_timeout=2.0) as c:
+                      ssl=NODE.ssl_context(), connect_timeout_s=2.0) as c:
         yield c
 
 

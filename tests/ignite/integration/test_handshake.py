@@ -63,7 +63,7 @@ async def test_client_falls_back_to_the_version_the_node_proposes() -> None:
     node = _OldNode()
     server = await asyncio.start_server(node.serve, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    async with server, Client([("127.0.0.1", port)], connect_timeout=3) as client:
+    async with server, Client([("127.0.0.1", port)], connect_timeout_s=3) as client:
         assert client.protocol_version_text == "1.4.0"
     assert node.offered == [(1, 7, 0), (1, 4, 0)]
 
@@ -74,5 +74,5 @@ async def test_a_refused_handshake_says_what_the_node_said() -> None:
     port = server.sockets[0].getsockname()[1]
     async with server:
         with pytest.raises(HandshakeError, match="unsupported version"):
-            async with Client([("127.0.0.1", port)], connect_timeout=3):
+            async with Client([("127.0.0.1", port)], connect_timeout_s=3):
                 pass

@@ -19,13 +19,15 @@ from pathlib import Path
 import pytest
 
 from app.settings import Settings
-from app.stack.services import IgniteNode
-from drivers.ignite import Client
-from drivers.ignite.connection import Connection, State, new_request
+from drivers.ignite import Client, IgniteConfig
+from drivers.ignite.connection import Connection
 from drivers.ignite.errors import IgniteConnectionError
 from drivers.ignite.protocol.constants import OpCode
-from drivers.ignite.routing import Backoff
-from tests.ignite.proxy import Proxy
+from drivers.ignite.protocol.framing import new_request
+from drivers.kit import State
+from drivers.retry import Backoff
+from stack.services import IgniteNode
+from tests.support.proxy import Proxy
 
 IDLE_TIMEOUT_MS = 1500
 
@@ -89,14 +91,20 @@ def _wait_ready(proc: subprocess.Popen[bytes], node: _ScratchNode, deadline: flo
 
 @pytest.fixture
 async def idle_client(idle_node: tuple[str, int]) -> AsyncIterator[Client]:
-    async with Client([idle_node], connect_timeout=5.0) as c:
+    async with Client([idle_node], connect_timeout_s=5.0) as c:
         yield c
+
+
+def _node(client: Client) -> dict[str, object]:
+    """The one node's state as the client reports it."""
+    [node] = client.stats()["detail"]["nodes"]
+    return node  # type: ignore[no-any-return]
 
 
 async def _idle_timeout_known(conn: Connection) -> None:
     """The idle timeout is asked right after the handshake, without waiting for the answer."""
     async with asyncio.timeout(2):
-        while conn.idle_timeout is None:
+        while conn.idle_timeout_s is None:
             await asyncio.sleep(0.01)
 
 
@@ -107,28 +115,30 @@ async def _wait_closed(conn: Connection, within: float) -> float:
     return time.monotonic() - began
 
 
-async def test_the_client_learns_the_nodes_idle_timeout_and_heartbeats_at_a_third_of_it(
-        idle_client: Client) -> None:
-    conn = await idle_client._connection()
-    await _idle_timeout_known(conn)
-    assert conn.idle_timeout == IDLE_TIMEOUT_MS / 1000
-    assert conn._heartbeat_every == pytest.approx(IDLE_TIMEOUT_MS / 3000)
+async def test_a_connection_learns_the_nodes_idle_timeout_and_heartbeats_at_a_third_of_it(
+        idle_node: tuple[str, int]) -> None:
+    conn = await Connection.open(*idle_node, IgniteConfig(connect_timeout_s=5.0))
+    try:
+        await _idle_timeout_known(conn)
+        assert conn.idle_timeout_s == IDLE_TIMEOUT_MS / 1000
+        assert conn.heartbeat_every_s == pytest.approx(IDLE_TIMEOUT_MS / 3000)
+    finally:
+        await conn.aclose()
 
 
 async def test_an_idle_client_outlives_the_idle_timeout_on_the_same_connection(idle_client: Client) -> None:
     cache = await idle_client.get_or_create_cache("heartbeat")
     await cache.put(1, "before")
-    conn = await idle_client._connection()
     await asyncio.sleep(5.0)  # more than three idle timeouts with nothing but heartbeats
-    assert conn.state is State.READY
+    node = _node(idle_client)
+    assert node["state"] == "ready"
+    assert node["reconnects"] == 0          # the same connection all along
+    assert int(node["heartbeats_sent"]) >= 5  # type: ignore[call-overload]
     assert await cache.get(1) == "before"
-    assert await idle_client._connection() is conn
-    assert idle_client.stats()["reconnects"] == 0
-    assert conn.heartbeats_sent >= 5
 
 
 async def test_without_heartbeats_the_node_closes_an_idle_connection(idle_node: tuple[str, int]) -> None:
-    conn = await Connection.open(*idle_node, request_timeout=5.0, heartbeat_interval=0)
+    conn = await Connection.open(*idle_node, IgniteConfig(request_timeout_s=5.0, heartbeat_interval_s=0))
     try:
         waited = await _wait_closed(conn, within=6.0)
         assert conn.state is State.CLOSED, "the node should have closed a connection idle for 6 s"
@@ -142,36 +152,39 @@ async def test_without_heartbeats_the_node_closes_an_idle_connection(idle_node: 
 
 async def test_client_heartbeat_interval_zero_lets_the_node_close_idle_connections(
         idle_node: tuple[str, int]) -> None:
-    async with Client([idle_node], connect_timeout=5.0, heartbeat_interval=0,
-                      reconnect_backoff=Backoff(0.05, 0.2)) as client:
-        first = await client._connection()
-        waited = await _wait_closed(first, within=6.0)
-        assert first.state is State.CLOSED and first.heartbeats_sent == 0
+    async with Client([idle_node], connect_timeout_s=5.0, heartbeat_interval_s=0,
+                      reconnect=Backoff(0.05, 0.2)) as client:
+        began = time.monotonic()
+        while client.stats()["reconnects"] == 0 and time.monotonic() - began < 6.0:
+            assert _node(client)["heartbeats_sent"] == 0
+            await asyncio.sleep(0.05)
+        waited = time.monotonic() - began
+        assert client.stats()["reconnects"] >= 1, "the node should have closed a connection idle for 6 s"
         assert waited >= IDLE_TIMEOUT_MS / 1000 * 0.9
         cache = await client.get_or_create_cache("heartbeat_off")  # the router reconnected
         await cache.put(1, 1)
-        assert client.stats()["reconnects"] >= 1
 
 
 async def test_an_unanswered_heartbeat_closes_the_connection_with_a_connection_error(settings: Settings) -> None:
     async with Proxy(settings.ignite.nodes[0]) as proxy:
-        conn = await Connection.open(*proxy.address, request_timeout=5.0, heartbeat_interval=0.2)
+        conn = await Connection.open(*proxy.address, IgniteConfig(request_timeout_s=5.0, heartbeat_interval_s=0.2))
         try:
             await _idle_timeout_known(conn)
-            assert conn.idle_timeout == 0  # the stack's node has none: the interval is ours
+            assert conn.idle_timeout_s == 0  # the stack's node has none: the interval is ours
             proxy.hold_replies = True
             waited = await _wait_closed(conn, within=5.0)
             assert conn.state is State.CLOSED
             assert waited < 3.0  # one interval, then the heartbeat's own deadline (1 s)
-            assert isinstance(conn.close_reason, IgniteConnectionError)
-            assert "heartbeat" in str(conn.close_reason)
+            assert isinstance(conn.life.reason, IgniteConnectionError)
+            assert "heartbeat" in str(conn.life.reason)
         finally:
             proxy.hold_replies = False
             conn.abort()
 
 
 async def test_heartbeats_are_not_sent_while_requests_keep_the_connection_busy(settings: Settings) -> None:
-    conn = await Connection.open(*settings.ignite.nodes[0], request_timeout=5.0, heartbeat_interval=0.2)
+    conn = await Connection.open(*settings.ignite.nodes[0],
+                                 IgniteConfig(request_timeout_s=5.0, heartbeat_interval_s=0.2))
     try:
         until = time.monotonic() + 1.0
         while time.monotonic() < until:

@@ -9,9 +9,9 @@ import uuid
 import pytest
 
 from app.settings import Settings
-from app.stack.services import SecureIgniteNode
 from drivers.ignite import Client
 from drivers.ignite.errors import AuthenticationError, IgniteConnectionError, IgniteTimeout
+from stack.services import SecureIgniteNode
 
 NODE = SecureIgniteNode.stack()
 FAST = 2.0  # seconds: every failure below must be reported well within this
@@ -25,7 +25,7 @@ def secure(settings: Settings) -> SecureIgniteNode:
 
 def _client(node: SecureIgniteNode, **overrides: object) -> Client:
     options: dict[str, object] = dict(username=node.USERNAME, password=node.PASSWORD, ssl=node.ssl_context(),
-                                      connect_timeout=1.0, timeout=10.0)
+                                      connect_timeout_s=1.0, request_timeout_s=10.0)
     options.update(overrides)
     return Client([(node.host, node.port)], **options)  # type: ignore[arg-type]
 
@@ -84,7 +84,7 @@ async def test_tls_to_a_plaintext_port_fails_fast_with_a_clear_error(settings: S
     host, port = settings.ignite.nodes[0]
     began = time.monotonic()
     with pytest.raises((IgniteConnectionError, IgniteTimeout)) as caught:
-        async with Client([(host, port)], ssl=secure.ssl_context(), connect_timeout=1.0):
+        async with Client([(host, port)], ssl=secure.ssl_context(), connect_timeout_s=1.0):
             pass
     assert time.monotonic() - began < FAST
     assert f"{host}:{port}" in str(caught.value)

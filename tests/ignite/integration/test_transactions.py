@@ -50,7 +50,7 @@ async def other(settings: Settings) -> AsyncIterator[Client]:
 async def test_commit_makes_the_writes_visible_to_other_clients(client: Client, other: Client,
                                                                tx_cache: Cache) -> None:
     theirs = other.cache(tx_cache.name)
-    async with client.tx_start(PESSIMISTIC, REPEATABLE_READ, timeout=10, label="visibility") as tx:
+    async with client.tx_start(PESSIMISTIC, REPEATABLE_READ, timeout_s=10, label="visibility") as tx:
         await tx_cache.put_all({1: "one", 2: "two"})
         assert await tx_cache.get(1) == "one"  # the transaction sees its own writes
         assert await theirs.get_all([1, 2]) == {}  # nobody else does yet
@@ -191,7 +191,7 @@ async def test_the_nodes_per_connection_limit_is_reported_as_tx_limit_exceeded(
     async with Client(settings.ignite.nodes[:1]) as one:
         async def hold() -> None:
             nonlocal entered
-            async with one.tx_start(timeout=10):
+            async with one.tx_start(timeout_s=10):
                 entered += 1
                 await release.wait()
 
@@ -228,7 +228,7 @@ async def test_queries_inside_a_transaction_run_on_its_connection(settings: Sett
                 await cache.put(100, 100)
                 cursor = cache.scan()
                 entries = [kv async for kv in cursor]
-                assert tx._binding is not None and cursor._conn is tx._binding.conn
+                assert tx.node is not None and cursor.node == tx.node
                 assert len(entries) >= 10
                 assert [r async for r in multi.sql("SELECT 40 + 2")] == [[42]]
             assert await cache.get(100) == 100

@@ -16,7 +16,7 @@ from drivers.ignite.codec import BinaryObject, BinaryTypeRegistry, write_value
 from drivers.ignite.codec import hints as h
 from drivers.ignite.codec.hashing import type_id
 from drivers.ignite.codec.typecodes import CollectionKind, MapKind
-from drivers.ignite.errors import ServerError
+from drivers.ignite.errors import LocalProtocolError
 
 UTC = datetime.UTC
 NOW = datetime.datetime(2026, 11, 22, 15, 30, 45, 123000, tzinfo=UTC)
@@ -142,6 +142,16 @@ async def test_types_written_by_another_client_are_fetched_before_decoding(
     assert got.fields["address"].fields == {"street": "x", "zip": 9}
 
 
-async def test_null_value_is_refused_with_the_servers_message(cache: Cache) -> None:
-    with pytest.raises(ServerError):
+async def test_null_keys_and_values_are_refused_before_anything_is_sent(client: Client, cache: Cache) -> None:
+    def sent() -> int:
+        return sum(n["requests"] for n in client.stats()["detail"]["nodes"])
+
+    before = sent()
+    with pytest.raises(LocalProtocolError, match="cache_put: a cache value cannot be None"):
         await cache.put("k", None)
+    with pytest.raises(LocalProtocolError, match="cache_get: a cache key cannot be None"):
+        await cache.get(None)
+    with pytest.raises(LocalProtocolError, match="cache_put_all: a cache value cannot be None"):
+        await cache.put_all({"a": 1, "b": None})
+    assert sent() == before          # the node, which would answer "Argument cannot be null", never heard
+    assert await cache.get("a") is None

@@ -1,4 +1,7 @@
-"""``python -m app stack up|down|status``: the local stack of real servers.
+"""``python -m stack up|down|status``: the local stack of real servers, for development and tests.
+
+It lives outside the service's package (``app``): a deployment never needs it.
+The service's default settings point at the addresses it starts servers on.
 
 ``up`` installs what is missing, starts each server that does not already
 answer at its address, waits (with a deadline) until it answers a real
@@ -14,9 +17,9 @@ import time
 from dataclasses import dataclass
 
 from app.settings import Settings
-from app.stack.process import SetupFailed, read_pid, spawn, stop, tail
-from app.stack.services import Service, known_ignite_nodes, services
 from drivers.errors import DriverError
+from stack.process import SetupFailed, read_pid, spawn, stop, tail
+from stack.services import Service, known_ignite_nodes, services
 
 
 @dataclass

@@ -17,24 +17,26 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from app.settings import (
-    IGNITE_COMMUNICATION_PORT,
-    IGNITE_DISCOVERY_PORT,
-    IGNITE_SECURE_COMMUNICATION_PORT,
-    IGNITE_SECURE_DISCOVERY_PORT,
-    IGNITE_SECURE_PORT,
-    STACK_HOST,
-    Settings,
-)
-from app.stack import probes
-from app.stack.process import ROOT, STATE, SetupFailed, run
+from app.settings import STACK_HOST, Settings
 from drivers.errors import BackendUnavailable
 from drivers.ignite import Client as IgniteClient
+from stack import probes
+from stack.process import ROOT, STATE, SetupFailed, run
 
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "asyncstack"
 FERRETDB_MODULE = "github.com/FerretDB/FerretDB"
 FERRETDB_VERSION = "v1.24.0"
 IGNITE_PROJECT = ROOT / "stack" / "ignite"
+# Ignite's own defaults (47500, 47100) lie inside Linux's ephemeral port range (32768-60999):
+# a client socket's source port in TIME-WAIT there makes a node fail to bind at start.  Every
+# port of the stack is kept below 32768.  (The client ports are the service's defaults, in
+# app.settings; these are the nodes' own, which only the stack needs.)
+IGNITE_DISCOVERY_PORT = 24500       # node i: IGNITE_DISCOVERY_PORT + i (list: +0..+9)
+IGNITE_COMMUNICATION_PORT = 24100   # node i: IGNITE_COMMUNICATION_PORT + i
+# The secure node (TLS + authentication, its own one-node cluster): `ignite-secure`.
+IGNITE_SECURE_PORT = 10900
+IGNITE_SECURE_DISCOVERY_PORT = 24600  # discovery list 127.0.0.1:24600..24609
+IGNITE_SECURE_COMMUNICATION_PORT = 24200
 
 
 @dataclass
@@ -332,7 +334,8 @@ class SecureIgniteNode(IgniteNode):
             raise BackendUnavailable(f"ignite-secure: no TLS material yet ({self.ca_file})", backend="ignite")
         timeout = settings.ignite.connect_timeout_s
         async with IgniteClient([(self.host, self.port)], username=self.USERNAME, password=self.PASSWORD,
-                                ssl=self.ssl_context(), timeout=timeout, connect_timeout=timeout) as client:
+                                ssl=self.ssl_context(), request_timeout_s=timeout,
+                                connect_timeout_s=timeout) as client:
             await client.ping()
             return f"Ignite thin client {client.protocol_version_text}, TLS, user {self.USERNAME}"
 

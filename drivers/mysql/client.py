@@ -1,24 +1,28 @@
 """MySQL/MariaDB through aiomysql connections in a pool of our own, with connect and query deadlines.
 
-The pool (``drivers.mysql_pool``) replaces aiomysql's, whose lock, scan of every
+The pool (``drivers.mysql.pool``) replaces aiomysql's, whose lock, scan of every
 free connection and task per release cost more CPU than the queries themselves
 with hundreds in flight.  A query that fails, times out or is cancelled closes
 its connection instead of returning it to the pool: the server may still be
 sending its result, and the next borrower must never read it.
+
+Every query crosses the client's boundary (``calls``): counted and, with an
+observer attached, reported as "fetchone", "fetchall" or "execute".
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from typing import Any
 
 import aiomysql
 
-from drivers.base import LifecycleMixin, converted
+from drivers.base import Calls, ClientStats, LifecycleMixin, client_stats, converted
 from drivers.errors import BackendError, BackendTimeout, BackendUnavailable, DriverError
-from drivers.mysql_pool import Pool
+from drivers.mysql.config import MySQLConfig
+from drivers.mysql.pool import Pool
 
 _LOST = {2003, 2006, 2013, 2055}  # can't connect, gone away, lost during query, lost at handshake
 
@@ -41,25 +45,26 @@ class MySQLClient(LifecycleMixin):
 
     name = "mysql"
 
-    def __init__(self, *, host: str, port: int, user: str, password: str, database: str,
-                 pool_min: int = 1, pool_max: int = 20, pool_recycle_s: float = 3600.0,
-                 connect_timeout_s: float = 2.0, query_timeout_s: float = 10.0) -> None:
-        self.address = f"{host}:{port}"
-        self._params: dict[str, Any] = dict(host=host, port=port, user=user, password=password, db=database,
-                                            connect_timeout=connect_timeout_s, autocommit=True)
-        self._sizes = (pool_min, pool_max, pool_recycle_s)
-        self._connect_timeout = connect_timeout_s
-        self.query_timeout = query_timeout_s
+    def __init__(self, config: MySQLConfig | None = None) -> None:
+        c = self.config = config or MySQLConfig()
+        self.address = c.address
+        self._params: dict[str, Any] = dict(host=c.host, port=c.port, user=c.user, password=c.password,
+                                            db=c.database, connect_timeout=c.connect_timeout_s, autocommit=True)
+        self.query_timeout_s = c.query_timeout_s
+        self.calls = Calls("mysql")
         self._pool: Pool | None = None
+
+    def __repr__(self) -> str:
+        return f"<MySQLClient {self.address} {'started' if self._pool is not None else 'not started'}>"
 
     async def start(self) -> None:
         if self._pool is not None:
             return
-        pool_min, pool_max, recycle_s = self._sizes
-        pool = Pool(minsize=pool_min, maxsize=pool_max, recycle_s=recycle_s, **self._params)
+        c = self.config
+        pool = Pool(minsize=c.pool_min, maxsize=c.pool_max, recycle_s=c.pool_recycle_s, **self._params)
         with converted(_convert):
             try:
-                async with asyncio.timeout(self._connect_timeout + 1.0):
+                async with asyncio.timeout(c.connect_timeout_s + 1.0):
                     await pool.fill()
             except BaseException:
                 pool.close()
@@ -73,12 +78,12 @@ class MySQLClient(LifecycleMixin):
             pool.close()
 
     @asynccontextmanager
-    async def _cursor(self, timeout: float | None) -> AsyncIterator[aiomysql.Cursor]:
+    async def _cursor(self, op: str | None, timeout_s: float | None) -> AsyncIterator[aiomysql.Cursor]:
         if self._pool is None:
             raise BackendUnavailable("mysql: client is not started", backend="mysql")
         pool = self._pool
-        with converted(_convert):
-            async with asyncio.timeout(self.query_timeout if timeout is None else timeout):
+        with self.calls.call(op) if op is not None else nullcontext(), converted(_convert):
+            async with asyncio.timeout(self.query_timeout_s if timeout_s is None else timeout_s):
                 conn = await pool.acquire()
                 try:
                     async with conn.cursor() as cur:
@@ -89,29 +94,33 @@ class MySQLClient(LifecycleMixin):
                 pool.release(conn)
 
     async def fetchone(self, sql: str, args: Sequence[Any] = (), *,
-                       timeout: float | None = None) -> tuple[Any, ...] | None:
-        async with self._cursor(timeout) as cur:
+                       timeout_s: float | None = None) -> tuple[Any, ...] | None:
+        async with self._cursor("fetchone", timeout_s) as cur:
             await cur.execute(sql, args)
             row: tuple[Any, ...] | None = await cur.fetchone()
             return row
 
     async def fetchall(self, sql: str, args: Sequence[Any] = (), *,
-                       timeout: float | None = None) -> list[tuple[Any, ...]]:
-        async with self._cursor(timeout) as cur:
+                       timeout_s: float | None = None) -> list[tuple[Any, ...]]:
+        async with self._cursor("fetchall", timeout_s) as cur:
             await cur.execute(sql, args)
             return list(await cur.fetchall())
 
-    async def execute(self, sql: str, args: Sequence[Any] = (), *, timeout: float | None = None) -> int:
+    async def execute(self, sql: str, args: Sequence[Any] = (), *, timeout_s: float | None = None) -> int:
         """Run a statement; the number of affected rows."""
-        async with self._cursor(timeout) as cur:
+        async with self._cursor("execute", timeout_s) as cur:
             return int(await cur.execute(sql, args))
 
     async def _ping(self) -> None:
-        await self.fetchone("SELECT 1")
+        async with self._cursor(None, None) as cur:   # not a call of the application's: not observed
+            await cur.execute("SELECT 1")
+            await cur.fetchone()
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> ClientStats:
         pool = self._pool
         if pool is None:
-            return {"address": self.address, "started": False}
-        return {"address": self.address, "started": True, "size": pool.size, "idle": pool.idle,
-                "in_use": pool.in_use, "waiting": pool.waiting, "max": pool.maxsize}
+            return client_stats(self.calls, address=self.address, connected=False,
+                                pool=(0, 0, self.config.pool_max), detail={"started": False})
+        return client_stats(self.calls, address=self.address, connected=pool.size > 0,
+                            pool=(pool.in_use, pool.idle, pool.maxsize),
+                            detail={"started": True, "size": pool.size, "waiting": pool.waiting})

@@ -7,23 +7,23 @@ print its status table; ``/readyz`` uses the same clients' ``ping``.
 
 from __future__ import annotations
 
+import dataclasses
+
 import aiomysql
 
-from app.settings import IgniteSettings, MongoSettings, MySQLSettings, RedisSettings
-from drivers.errors import BackendUnavailable
 from drivers.ignite import Client as IgniteClient
-from drivers.mongo import MongoClient
-from drivers.mysql import MySQLClient
-from drivers.redis import RedisClient
+from drivers.ignite import IgniteConfig
+from drivers.mongo import MongoClient, MongoConfig
+from drivers.mysql import MySQLClient, MySQLConfig
+from drivers.redis import RedisClient, RedisConfig
 
 # Replies that prove the server answers before `up` has created the app user and database.
 _NOT_BOOTSTRAPPED = {1045, 1049, 1130}  # access denied, unknown database, host not allowed
 
 
-async def mysql(s: MySQLSettings, *, server_only: bool = False) -> str:
+async def mysql(config: MySQLConfig, *, server_only: bool = False) -> str:
     """``SELECT VERSION()`` as the app user; with ``server_only``, any MySQL reply will do."""
-    client = MySQLClient(host=s.host, port=s.port, user=s.user, password=s.password, database=s.database,
-                         pool_min=1, pool_max=1, connect_timeout_s=s.connect_timeout_s)
+    client = MySQLClient(dataclasses.replace(config, pool_min=1, pool_max=1))
     try:
         await client.start()
         row = await client.fetchone("SELECT VERSION()")
@@ -38,9 +38,8 @@ async def mysql(s: MySQLSettings, *, server_only: bool = False) -> str:
         await client.aclose()
 
 
-async def redis(s: RedisSettings) -> str:
-    client = RedisClient(host=s.host, port=s.port, db=s.db, password=s.password, pool_max=1,
-                         connect_timeout_s=s.connect_timeout_s)
+async def redis(config: RedisConfig) -> str:
+    client = RedisClient(dataclasses.replace(config, pool_max=1))
     try:
         await client.ping()
         info = await client.redis.info("server")
@@ -49,28 +48,22 @@ async def redis(s: RedisSettings) -> str:
         await client.aclose()
 
 
-async def mongo(s: MongoSettings) -> str:
-    client = MongoClient(host=s.host, port=s.port, database=s.database, pool_max=1,
-                         server_selection_timeout_s=s.server_selection_timeout_s,
-                         connect_timeout_s=s.connect_timeout_s)
+async def mongo(config: MongoConfig) -> str:
+    client = MongoClient(dataclasses.replace(config, pool_max=1))
     try:
         await client.ping()
-        with client.convert_errors():
-            info = await client.db.client.admin.command("buildInfo")
+        info = await client.server_info()
         server = f"FerretDB {info['ferretdbVersion']}" if "ferretdbVersion" in info else "mongod"
         return f"MongoDB wire {info.get('version', '?')} ({server})"
     finally:
         await client.aclose()
 
 
-async def ignite(host: str, port: int, s: IgniteSettings) -> str:
-    client = IgniteClient([(host, port)], username=s.username, password=s.password,
-                          timeout=s.connect_timeout_s, connect_timeout=s.connect_timeout_s)
+async def ignite(host: str, port: int, config: IgniteConfig) -> str:
+    client = IgniteClient([(host, port)], config=config, request_timeout_s=config.connect_timeout_s)
     try:
         await client.connect()
         await client.ping()
         return f"Ignite thin client {client.protocol_version_text}"
-    except OSError as exc:  # pragma: no cover - the client converts these itself
-        raise BackendUnavailable(f"ignite: {exc}", backend="ignite") from exc
     finally:
         await client.aclose()

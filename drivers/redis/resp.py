@@ -1,8 +1,8 @@
 """RESP2 request encoding: a command (a sequence of arguments) to the bytes Redis reads.
 
 Rules of this file:
-- Standard library only, no I/O: arguments in, bytes out.  Replies are parsed by
-  hiredis's C reader in ``drivers.redis_pipe``, not here.
+- Standard library (and the error tree) only, no I/O: arguments in, bytes out.
+  Replies are parsed by hiredis's C reader in ``drivers.redis.pipe``, not here.
 - Every command is sent as an array of bulk strings, the form Redis accepts for
   every command.  ``str`` is encoded as UTF-8, ``int`` in decimal, ``bytes`` as is.
 """
@@ -10,6 +10,8 @@ Rules of this file:
 from __future__ import annotations
 
 from collections.abc import Sequence
+
+from drivers.errors import InterfaceError
 
 Arg = bytes | bytearray | memoryview | str | int
 
@@ -28,7 +30,7 @@ def bulk(arg: Arg) -> bytes:
 def encode_command(args: Sequence[Arg]) -> bytes:
     """``("SET", "k", b"v")`` -> ``b"*3\\r\\n$3\\r\\nSET\\r\\n$1\\r\\nk\\r\\n$1\\r\\nv\\r\\n"``."""
     if not args:
-        raise ValueError("a command needs at least its name")
+        raise InterfaceError("redis: a command needs at least its name", backend="redis")
     return b"*%d\r\n" % len(args) + b"".join([bulk(a) for a in args])
 
 
@@ -39,5 +41,5 @@ def command_prefix(*args: Arg, total: int) -> bytes:
     prebuilt once, it saves re-encoding the command name on every call.
     """
     if total < len(args):
-        raise ValueError("total must count the prefix's own arguments")
+        raise InterfaceError("redis: total must count the prefix's own arguments", backend="redis")
     return b"*%d\r\n" % total + b"".join([bulk(a) for a in args])

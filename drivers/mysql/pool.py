@@ -26,11 +26,14 @@ from typing import Any
 
 import aiomysql
 
+from drivers.errors import BackendUnavailable, InterfaceError
+
 
 class Pool:
     def __init__(self, *, minsize: int, maxsize: int, recycle_s: float, **connect_kwargs: Any) -> None:
         if not 0 <= minsize <= maxsize or maxsize < 1:
-            raise ValueError(f"need 0 <= pool_min <= pool_max and pool_max >= 1, not {minsize} and {maxsize}")
+            raise InterfaceError(f"mysql: need 0 <= pool_min <= pool_max and pool_max >= 1, not {minsize} and "
+                                 f"{maxsize}", backend="mysql")
         self.minsize, self.maxsize = minsize, maxsize
         self.recycle_s = recycle_s
         self._connect_kwargs = connect_kwargs
@@ -72,7 +75,7 @@ class Pool:
 
     async def acquire(self) -> aiomysql.Connection:
         if self.closed:
-            raise ConnectionError("mysql: the pool is closed")
+            raise BackendUnavailable("mysql: the pool is closed", backend="mysql")
         loop = asyncio.get_running_loop()
         while True:
             idle = self._idle
@@ -152,4 +155,5 @@ class Pool:
         while self._waiters:
             fut = self._waiters.popleft()
             if not fut.done():
-                fut.set_exception(ConnectionError("mysql: the pool closed while waiting for a connection"))
+                fut.set_exception(BackendUnavailable("mysql: the pool closed while waiting for a connection",
+                                                     backend="mysql"))

@@ -1,0 +1,176 @@
+"""MongoDB through PyMongo's native ``AsyncMongoClient`` (no thread pool, unlike Motor).
+
+``client.collection(name)`` is the boundary: its methods convert PyMongo's errors
+into the driver error tree and report each call ("find_one", "insert_one", ...)
+to the observer.  ``client.db`` is PyMongo's own database object for anything
+else; what it raises is PyMongo's, unconverted.
+
+PyMongo still uses a thread underneath in one place: the TLS handshake.  Pool
+occupancy is counted from PyMongo's connection-pool events (called on the loop).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from bson.errors import InvalidDocument
+from pymongo import AsyncMongoClient, monitoring
+from pymongo import errors as merr
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
+
+from drivers.base import Calls, ClientStats, LifecycleMixin, client_stats, converted
+from drivers.errors import BackendError, BackendTimeout, BackendUnavailable, DriverError, InterfaceError
+from drivers.mongo.config import MongoConfig
+
+Document = dict[str, Any]
+
+
+def _convert(exc: BaseException) -> DriverError | None:
+    if isinstance(exc, InvalidDocument | OverflowError):  # BSON cannot encode it: nothing was sent
+        return InterfaceError(f"mongo: cannot store this document: {exc}", backend="mongo")
+    if isinstance(exc, merr.ServerSelectionTimeoutError):
+        return BackendUnavailable(f"mongo: no server reachable ({exc})", backend="mongo")
+    if isinstance(exc, merr.NetworkTimeout | merr.ExecutionTimeout | merr.WTimeoutError | TimeoutError):
+        return BackendTimeout(f"mongo: deadline passed ({exc})", backend="mongo")
+    if isinstance(exc, merr.ConnectionFailure | OSError):
+        return BackendUnavailable(f"mongo: {exc}", backend="mongo")
+    if isinstance(exc, merr.PyMongoError):
+        return BackendError(f"mongo: {exc}", backend="mongo")
+    return None
+
+
+class _PoolCounter(monitoring.ConnectionPoolListener):
+    """Connections open and checked out, from PyMongo's pool events."""
+
+    def __init__(self) -> None:
+        self.open = 0
+        self.in_use = 0
+
+    def connection_created(self, event: monitoring.ConnectionCreatedEvent) -> None:
+        self.open += 1
+
+    def connection_closed(self, event: monitoring.ConnectionClosedEvent) -> None:
+        self.open = max(0, self.open - 1)
+
+    def connection_checked_out(self, event: monitoring.ConnectionCheckedOutEvent) -> None:
+        self.in_use += 1
+
+    def connection_checked_in(self, event: monitoring.ConnectionCheckedInEvent) -> None:
+        self.in_use = max(0, self.in_use - 1)
+
+    def pool_cleared(self, event: monitoring.PoolClearedEvent) -> None:
+        pass
+
+    def pool_created(self, event: monitoring.PoolCreatedEvent) -> None:
+        pass
+
+    def pool_ready(self, event: monitoring.PoolReadyEvent) -> None:
+        pass
+
+    def pool_closed(self, event: monitoring.PoolClosedEvent) -> None:
+        pass
+
+    def connection_ready(self, event: monitoring.ConnectionReadyEvent) -> None:
+        pass
+
+    def connection_check_out_started(self, event: monitoring.ConnectionCheckOutStartedEvent) -> None:
+        pass
+
+    def connection_check_out_failed(self, event: monitoring.ConnectionCheckOutFailedEvent) -> None:
+        pass
+
+
+class Collection:
+    """One collection through the client's boundary: errors converted, calls observed."""
+
+    __slots__ = ("_calls", "raw")
+
+    def __init__(self, raw: AsyncCollection[Document], calls: Calls) -> None:
+        self.raw = raw        # PyMongo's own collection, for anything not wrapped here (unconverted errors)
+        self._calls = calls
+
+    def __repr__(self) -> str:
+        return f"<Collection {self.raw.full_name}>"
+
+    async def find_one(self, filter: Mapping[str, Any], projection: Mapping[str, Any] | None = None,
+                       ) -> Document | None:
+        with self._calls.call("find_one"), converted(_convert):
+            return await self.raw.find_one(filter, projection)
+
+    async def find(self, filter: Mapping[str, Any], projection: Mapping[str, Any] | None = None, *,
+                   limit: int = 0) -> list[Document]:
+        """Every matching document (at most ``limit``; 0: no limit), read to the end."""
+        with self._calls.call("find"), converted(_convert):
+            return [doc async for doc in self.raw.find(filter, projection, limit=limit)]
+
+    async def insert_one(self, doc: Document) -> Any:
+        """Store ``doc``; its ``_id``."""
+        with self._calls.call("insert_one"), converted(_convert):
+            return (await self.raw.insert_one(doc)).inserted_id
+
+    async def insert_many(self, docs: Sequence[Document], *, ordered: bool = True) -> list[Any]:
+        with self._calls.call("insert_many"), converted(_convert):
+            return list((await self.raw.insert_many(docs, ordered=ordered)).inserted_ids)
+
+    async def delete_many(self, filter: Mapping[str, Any]) -> int:
+        """Delete every matching document; how many there were."""
+        with self._calls.call("delete_many"), converted(_convert):
+            return int((await self.raw.delete_many(filter)).deleted_count)
+
+
+class MongoClient(LifecycleMixin):
+    """One AsyncMongoClient for the process; ``collection(name)`` in the application database."""
+
+    name = "mongo"
+
+    def __init__(self, config: MongoConfig | None = None) -> None:
+        c = self.config = config or MongoConfig()
+        self.address = c.address
+        self.calls = Calls("mongo")
+        self._pool = _PoolCounter()
+        self._client: AsyncMongoClient[Document] = AsyncMongoClient(
+            c.host, c.port, directConnection=True, maxPoolSize=c.pool_max,
+            serverSelectionTimeoutMS=int(c.server_selection_timeout_s * 1000),
+            connectTimeoutMS=int(c.connect_timeout_s * 1000),
+            socketTimeoutMS=int(c.socket_timeout_s * 1000), connect=False,
+            event_listeners=[self._pool],
+        )
+        self.db: AsyncDatabase[Document] = self._client[c.database]
+        self._collections: dict[str, Collection] = {}
+        self._started = False
+
+    def __repr__(self) -> str:
+        return f"<MongoClient {self.address} {'started' if self._started else 'not started'}>"
+
+    def collection(self, name: str) -> Collection:
+        """The named collection of the application database (made once, without I/O)."""
+        found = self._collections.get(name)
+        if found is None:
+            found = self._collections[name] = Collection(self.db[name], self.calls)
+        return found
+
+    async def start(self) -> None:
+        await self.ping()
+        self._started = True
+
+    async def aclose(self) -> None:
+        self._started = False
+        await self._client.close()
+
+    async def _ping(self) -> None:
+        with converted(_convert):
+            await self._client.admin.command("ping")
+
+    async def server_info(self) -> Document:
+        """The server's ``buildInfo`` (version, and which server speaks the protocol)."""
+        with self.calls.call("server_info"), converted(_convert):
+            info: Document = await self._client.admin.command("buildInfo")
+            return info
+
+    def stats(self) -> ClientStats:
+        pool = self._pool
+        return client_stats(self.calls, address=self.address, connected=pool.open > 0,
+                            pool=(pool.in_use, max(0, pool.open - pool.in_use), self.config.pool_max),
+                            detail={"started": self._started})

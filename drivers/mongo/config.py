@@ -1,0 +1,24 @@
+"""The MongoDB client's settings, with their defaults: the one place each is written."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class MongoConfig:
+    host: str = "127.0.0.1"
+    port: int = 27017
+    database: str = "app"
+    pool_max: int = 50
+    server_selection_timeout_s: float = 2.0
+    connect_timeout_s: float = 2.0
+    socket_timeout_s: float = 10.0
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def uri(self) -> str:
+        return f"mongodb://{self.host}:{self.port}/?directConnection=true"

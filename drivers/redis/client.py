@@ -1,0 +1,153 @@
+"""Redis: short commands on one pipelined connection, blocking ones on redis.asyncio's pool.
+
+``get``, ``set``, ``mset``, ``incr`` and ``ping`` go through ``PipelinedRedis``
+(``drivers.redis.pipe``): one connection per process with many commands in
+flight, the commands of one loop iteration written at once and replies parsed
+by hiredis.  ``blpop`` — and anything done on ``.redis``, the raw
+redis.asyncio client — uses a ``BlockingConnectionPool`` instead: a blocking
+command holds a connection of its own, and a caller waits (up to
+``pool_wait_timeout_s``) for a free one instead of failing at once.
+
+Retries (``drivers.retry``): redis-py itself never retries (``retry=None``): a
+command sent twice is not always the same as once.  This client retries, after a
+lost connection only (``BackendUnavailable``), the commands that are idempotent
+(``get``, ``set``, ``mset``, ``ping``) under ``config.retry`` — never ``incr`` or
+``blpop``.  A lost pipelined connection fails every command in flight on it at
+once; the retries then share the one reconnect attempt.  A command that timed
+out (``socket_timeout_s``, also the pipelined command timeout) is not retried:
+Redis may still be executing it.
+
+Every command crosses the client's boundary (``calls``): counted and, with an
+observer attached, reported by name ("get", "set", "mset", "incr", "blpop").
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis.asyncio as aredis
+from redis import exceptions as rexc
+
+from drivers.base import Calls, ClientStats, LifecycleMixin, client_stats, converted
+from drivers.errors import BackendError, BackendTimeout, BackendUnavailable, DriverError, InterfaceError
+from drivers.redis.config import RedisConfig
+from drivers.redis.pipe import PipelinedRedis
+from drivers.redis.resp import bulk, command_prefix, encode_command
+from drivers.retry import Retrier
+
+_GET = command_prefix("GET", total=2)
+_INCR = command_prefix("INCR", total=2)
+_PING = encode_command(["PING"])
+
+
+def _convert(exc: BaseException) -> DriverError | None:
+    if isinstance(exc, rexc.TimeoutError | TimeoutError):
+        return BackendTimeout(f"redis: deadline passed ({exc})", backend="redis")
+    if isinstance(exc, rexc.ConnectionError) and "No connection available" in str(exc):
+        return BackendTimeout("redis: no pool connection became free in time", backend="redis")
+    if isinstance(exc, rexc.ConnectionError | OSError):
+        return BackendUnavailable(f"redis: {exc}", backend="redis")
+    if isinstance(exc, rexc.RedisError):
+        return BackendError(f"redis: {exc}", backend="redis")
+    return None
+
+
+class RedisClient(LifecycleMixin):
+    """The process's Redis client: a pipelined connection and a pool; ``.redis`` is the raw pool client."""
+
+    name = "redis"
+
+    def __init__(self, config: RedisConfig | None = None) -> None:
+        c = self.config = config or RedisConfig()
+        self.address = c.address
+        self._pool = aredis.BlockingConnectionPool(
+            host=c.host, port=c.port, db=c.db, username=c.username, password=c.password,
+            max_connections=c.pool_max, timeout=c.pool_wait_timeout_s,
+            socket_connect_timeout=c.connect_timeout_s, socket_timeout=c.socket_timeout_s, retry=None,
+        )
+        self.redis: aredis.Redis = aredis.Redis(connection_pool=self._pool)
+        self.pipe = PipelinedRedis(c.host, c.port, db=c.db, password=c.password, username=c.username,
+                                   connect_timeout_s=c.connect_timeout_s, timeout_s=c.socket_timeout_s)
+        self.calls = Calls("redis")
+        self._retry = Retrier(c.retry, (BackendUnavailable,), give_up=lambda: self.pipe.closed)
+        self._started = False
+
+    def __repr__(self) -> str:
+        return f"<RedisClient {self.address} {'started' if self._started else 'not started'}>"
+
+    async def start(self) -> None:
+        await self.ping()
+        self._started = True
+
+    async def aclose(self) -> None:
+        self._started = False
+        await self.pipe.aclose()
+        await self.redis.aclose()
+        await self._pool.disconnect()
+
+    async def _command(self, op: str, payload: bytes, idempotent: bool) -> Any:
+        """One pipelined command through the boundary; idempotent ones again after a lost connection."""
+        calls = self.calls
+        began = calls.start()
+        try:
+            try:
+                reply = await self.pipe.call(payload)
+            except BackendUnavailable as exc:
+                if not idempotent:
+                    raise
+                reply = await self._retry.again(exc, self.pipe.call, payload)
+        except BaseException as exc:
+            calls.end(op, began, exc)
+            raise
+        calls.end(op, began)
+        return reply
+
+    async def _ping(self) -> None:
+        try:
+            await self.pipe.call(_PING)
+        except BackendUnavailable as exc:
+            await self._retry.again(exc, self.pipe.call, _PING)
+
+    async def get(self, key: str) -> bytes | None:
+        value: bytes | None = await self._command("get", _GET + bulk(key), True)
+        return value
+
+    async def set(self, key: str, value: bytes | str, *, ex: int | None = None) -> None:
+        args: list[Any] = ["SET", key, value] if ex is None else ["SET", key, value, "EX", ex]
+        await self._command("set", encode_command(args), True)
+
+    async def mset(self, mapping: dict[str, bytes | str]) -> None:
+        args: list[Any] = ["MSET"]
+        for key, value in mapping.items():
+            args += (key, value)
+        await self._command("mset", encode_command(args), True)
+
+    async def incr(self, key: str, amount: int = 1) -> int:
+        payload = _INCR + bulk(key) if amount == 1 else encode_command(["INCRBY", key, amount])
+        return int(await self._command("incr", payload, False))
+
+    async def blpop(self, key: str, timeout_s: float) -> bytes | None:
+        """Pop the head of list ``key``, waiting up to ``timeout_s`` on a pool connection of its own.
+
+        The connection stays borrowed from the pool while the server waits; the
+        socket timeout must exceed ``timeout_s``, so it is checked here.
+        """
+        if timeout_s >= self.config.socket_timeout_s:
+            raise InterfaceError(f"redis: a BLPOP timeout must be under the socket timeout "
+                                 f"({self.config.socket_timeout_s:g} s), not {timeout_s:g} s", backend="redis")
+        with self.calls.call("blpop"), converted(_convert):
+            reply = await self.redis.blpop([key], timeout=timeout_s)  # type: ignore[misc]
+        if reply is None:
+            return None
+        value = reply[1]
+        return value.encode() if isinstance(value, str) else bytes(value)
+
+    def stats(self) -> ClientStats:
+        pool, pipe = self._pool, self.pipe
+        counters = pipe.counters
+        return client_stats(
+            self.calls, address=self.address, connected=pipe.connected, late_replies=counters.late_replies,
+            reconnects=counters.reconnects, retries=self._retry.retries,
+            pool=(len(pool._in_use_connections), len(pool._available_connections), pool.max_connections),
+            detail={"started": self._started, "pipelined_requests": counters.requests,
+                    "pipelined_timeouts": counters.timeouts})

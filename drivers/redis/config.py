@@ -1,0 +1,40 @@
+"""The Redis client's settings, with their defaults: the one place each is written.
+
+A service reuses these types as its own settings (``app.settings``), so every
+knob here can also be set from the environment, e.g. ``ASYNCSTACK_REDIS__RETRY__ATTEMPTS=1``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from drivers.retry import Backoff, RetryPolicy
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionConfig:
+    """The pub/sub connection (``drivers.redis.pubsub``)."""
+
+    health_interval_s: float = 5.0     # a PING this often finds a connection that died without a FIN
+    health_timeout_s: float = 3.0      # no PONG within this closes it (and it is reconnected)
+    reconnect: Backoff = field(default_factory=lambda: Backoff(0.05, 2.0))
+
+
+@dataclass(frozen=True, slots=True)
+class RedisConfig:
+    host: str = "127.0.0.1"
+    port: int = 6379
+    db: int = 0
+    username: str | None = None
+    password: str | None = None
+    connect_timeout_s: float = 2.0
+    socket_timeout_s: float = 5.0      # a command's reply deadline, pipelined or pooled
+    pool_max: int = 64                 # connections for blocking commands (BLPOP ...)
+    pool_wait_timeout_s: float = 2.0   # how long a blocking command waits for a free one
+    # Idempotent commands (GET, SET, MSET, PING) after a lost connection; never INCR or BLPOP.
+    retry: RetryPolicy = field(default_factory=lambda: RetryPolicy(3, Backoff(0.05, 0.5)))
+    subscription: SubscriptionConfig = field(default_factory=SubscriptionConfig)
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"

@@ -1,0 +1,41 @@
+"""``python -m stack up|down|status [SERVICE ...] [--ignite-nodes N]``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from pydantic import ValidationError
+
+from app.settings import load_settings
+from stack import cli
+from stack.process import SetupFailed
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m stack", description=cli.__doc__.splitlines()[0] if cli.__doc__ else "")
+    p.add_argument("action", choices=["up", "down", "status"])
+    p.add_argument("services", nargs="*", help="mysql, redis, mongo, ignite, ignite-secure (default: all)")
+    p.add_argument("--ignite-nodes", type=int, default=1, help="Ignite nodes to run (up only)")
+    args = p.parse_args(argv)
+    try:
+        settings = load_settings()
+    except ValidationError as exc:
+        print(f"error: bad settings:\n{exc}", file=sys.stderr)
+        return 2
+    try:
+        if args.action == "up":
+            return asyncio.run(cli.up(settings, args.services, args.ignite_nodes))
+        if args.action == "down":
+            return cli.down(settings, args.services)
+        return asyncio.run(cli.status(settings, args.services))
+    except SetupFailed as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Helpers every test package shares: the fault proxy in front of real servers."""
