@@ -125,7 +125,8 @@ class Cache:
             write_value(buf, value, registry)
         if tail:
             buf += tail
-        session.route(req, self._target, key, key_at)
+        if session.router.partition_aware:
+            session.route(req, self._target, key, key_at)
         return await session.send(req, decode, retry=read)
 
     async def _call_keys(self, op: int, decode: Decoder, keys: Sequence[Any], *, read: bool = False,

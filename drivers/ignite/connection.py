@@ -2,7 +2,7 @@
 
 Rules of this file:
 - ``Connection`` is an ``asyncio.Protocol`` built from ``drivers.kit`` (connect
-  ladder, states, write batching, deadlines).  Bytes arrive in ``data_received``,
+  ladder, states, the outbox: write batching and deadlines).  Bytes arrive in ``data_received``,
   are split into frames by ``FrameReader``; nothing here packs a value: requests
   arrive as payload bytes built with ``protocol.framing.new_request``, replies
   leave as ``Reply`` (header + frame).
@@ -59,7 +59,7 @@ from drivers.ignite.protocol.handshake import (
     decode_handshake_reply,
     encode_handshake,
 )
-from drivers.kit import Closer, Deadlines, ErrorKinds, PumpStats, State, WriteBatcher, connect, fail_all, set_nodelay
+from drivers.kit import Closer, ErrorKinds, Outbox, PumpStats, State, connect, fail_all, set_nodelay
 
 LATEST = ProtocolVersion(1, 7, 0)
 SUPPORTED = frozenset({ProtocolVersion(1, v, 0) for v in range(8)})
@@ -98,9 +98,8 @@ class Connection(asyncio.Protocol):
         self._reader = FrameReader(config.max_frame)
         self._transport: asyncio.Transport | None = None
         self._pending: dict[int, asyncio.Future[Reply]] = {}
-        self._deadlines: Deadlines[int] = Deadlines(loop, config.request_timeout_s,
-                                                    alive=self._pending.__contains__, expire=self._timeout)
-        self._out = WriteBatcher(loop)
+        self._out: Outbox[int] = Outbox(loop, config.request_timeout_s, alive=self._pending.__contains__,
+                                        expire=self._timeout)
         self._next_id = 0
         self._handshake: asyncio.Future[HandshakeAccepted | HandshakeRejected] | None = None
         self._on_topology = on_topology
@@ -241,11 +240,10 @@ class Connection(asyncio.Protocol):
         stamp_request(buf, rid)
         fut: asyncio.Future[Reply] = self._loop.create_future()
         self._pending[rid] = fut
-        self._out.write(buf)
         if timeout_s is None:
-            self._deadlines.add(rid)
+            self._out.request(buf, rid)
         else:
-            self._deadlines.add_own(rid, timeout_s)
+            self._out.request_own(buf, rid, timeout_s)
         self.counters.requests += 1
         return rid, fut
 
@@ -352,9 +350,8 @@ class Connection(asyncio.Protocol):
     def _shutdown(self, reason: DriverError) -> None:
         if not self.life.close(reason):
             return
-        self._deadlines.stop()
+        self._out.close()
         self._stop_heartbeats()
-        self._out.detach()
         pending, self._pending = self._pending, {}
         fail_all(pending.values(), self._closed_error)
         if self._on_lost is not None:

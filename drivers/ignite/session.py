@@ -53,6 +53,7 @@ Decoder = Callable[[memoryview, int, BinaryTypeRegistry], Any]
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 _MAX_TYPE_ROUNDS = 8  # nested unknown types are fetched level by level
 _OP_NAMES = {int(op): op.name.lower() for op in OpCode}
+_new = object.__new__
 
 
 class Target:
@@ -69,16 +70,18 @@ class Target:
 
 
 class Request:
-    """One request being built: its op, its bytes, its transaction (resolved once) and where it must go."""
+    """One request being built: its op, its bytes, its transaction (resolved once) and where it must go.
+
+    ``pinned``: the connection is the transaction's or the caller's: never elsewhere, never retried.
+    Made by ``Session.request`` (no ``__init__``: one is made for every request).
+    """
 
     __slots__ = ("buf", "conn", "op", "pinned", "tx")
-
-    def __init__(self, op: int, buf: bytearray, tx: TxBinding | None, conn: Connection | None) -> None:
-        self.op = op
-        self.buf = buf
-        self.tx = tx
-        self.conn = conn
-        self.pinned = conn is not None   # the transaction's, or the caller's: never elsewhere, never retried
+    op: int
+    buf: bytearray
+    tx: TxBinding | None
+    conn: Connection | None
+    pinned: bool
 
     @property
     def tx_id(self) -> int | None:
@@ -105,19 +108,24 @@ class Session:
 
         ``pin`` sends it on that connection, outside any transaction (a cursor's pages).
         """
+        req = _new(Request)
+        req.op = op
+        req.buf = buf = new_request(op)
         if pin is not None:
-            req = Request(op, new_request(op), None, pin)
+            req.tx, req.conn, req.pinned = None, pin, True
             if target is not None:
-                req.buf += target.prefix
-            return req
-        tx = active_tx(self)
-        buf = new_request(op)
-        if target is not None:
-            if tx is None:
                 buf += target.prefix
-            else:
+            return req
+        req.tx = tx = active_tx(self)
+        if tx is None:
+            req.conn, req.pinned = None, False
+            if target is not None:
+                buf += target.prefix
+        else:
+            req.conn, req.pinned = tx.conn, True
+            if target is not None:
                 cache_header(buf, target.cache_id, 0, target.expiry, tx.tx_id)
-        return Request(op, buf, tx, tx.conn if tx is not None else None)
+        return req
 
     def in_tx(self) -> bool:
         """True when the current task is in a transaction through this session."""
@@ -201,7 +209,11 @@ class Session:
         except BaseException as exc:
             calls.end(_OP_NAMES.get(req.op, "op"), began, exc)
             raise
-        calls.end(_OP_NAMES.get(req.op, "op"), began)
+        # Calls.end, inlined: this is the hot path of every request.
+        calls.in_flight -= 1
+        calls.requests += 1
+        if (observer := calls.observer) is not None:
+            observer("ignite", _OP_NAMES.get(req.op, "op"), time.perf_counter() - began, None)
         return result
 
     def submit(self, req: Request, timeout_s: float | None = None) -> asyncio.Future[Reply]:

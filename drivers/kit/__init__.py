@@ -1,4 +1,4 @@
-"""The parts every I/O pump is built from: connect, states and closing, write batching, deadlines, counters.
+"""The parts every I/O pump is built from: connect, states and closing, the outbox (batching + deadlines), counters.
 
 A pump (one ``asyncio.Protocol`` per connection) composes these and keeps only
 what is its own: how replies are matched to requests (a FIFO, a table by id,
@@ -6,16 +6,14 @@ push messages) and how it checks that the peer is alive.
 
     connect      the connect ladder: a deadline around connect + setup, errors typed
     lifecycle    State, the allowed transitions, Closer (state + why it closed), fail_all
-    batching     WriteBatcher: what is written in one loop iteration leaves in one write
-    deadlines    Deadlines: a FIFO swept on one period for the common timeout, a heap for own ones
+    outbox       Outbox: what is sent in one loop iteration leaves in one write, and each
+                 request's deadline (a FIFO swept on one period, a heap for own timeouts)
     stats        PumpStats: counters an owner keeps across reconnects
 """
 
-from drivers.kit.batching import WriteBatcher
 from drivers.kit.connect import ErrorKinds, connect, set_nodelay
-from drivers.kit.deadlines import Deadlines
 from drivers.kit.lifecycle import Closer, State, fail_all
+from drivers.kit.outbox import Outbox
 from drivers.kit.stats import PumpStats
 
-__all__ = ["Closer", "Deadlines", "ErrorKinds", "PumpStats", "State", "WriteBatcher", "connect", "fail_all",
-           "set_nodelay"]
+__all__ = ["Closer", "ErrorKinds", "Outbox", "PumpStats", "State", "connect", "fail_all", "set_nodelay"]

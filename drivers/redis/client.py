@@ -23,6 +23,7 @@ observer attached, reported by name ("get", "set", "mset", "incr", "blpop").
 
 from __future__ import annotations
 
+from time import perf_counter
 from typing import Any
 
 import redis.asyncio as aredis
@@ -88,16 +89,29 @@ class RedisClient(LifecycleMixin):
     async def _command(self, op: str, payload: bytes, idempotent: bool) -> Any:
         """One pipelined command through the boundary; idempotent ones again after a lost connection."""
         calls = self.calls
-        began = calls.start()
+        observer = calls.observer
+        began = perf_counter() if observer is not None else 0.0
+        calls.in_flight += 1
         try:
-            try:
-                reply = await self.pipe.call(payload)
-            except BackendUnavailable as exc:
-                if not idempotent:
-                    raise
-                reply = await self._retry.again(exc, self.pipe.call, payload)
+            reply = await self.pipe.call(payload)
         except BaseException as exc:
-            calls.end(op, began, exc)
+            return await self._failed(op, payload, idempotent, began, exc)
+        # Calls.end, inlined: this is the hot path of every GET.
+        calls.in_flight -= 1
+        calls.requests += 1
+        if observer is not None:
+            observer("redis", op, perf_counter() - began, None)
+        return reply
+
+    async def _failed(self, op: str, payload: bytes, idempotent: bool, began: float, exc: BaseException) -> Any:
+        """The first attempt failed: try again if the command and the failure allow it; end the call."""
+        calls = self.calls
+        try:
+            if not (idempotent and isinstance(exc, BackendUnavailable)):
+                raise exc
+            reply = await self._retry.again(exc, self.pipe.call, payload)
+        except BaseException as final:
+            calls.end(op, began, final)
             raise
         calls.end(op, began)
         return reply

@@ -11,7 +11,7 @@ Rules of this file:
   reply, when it comes, pops that place, is counted in ``late_replies`` and
   dropped: it can never complete another caller's future (the bug class of
   redis-py's CVE-2023-28858), and the FIFO stays in step with the replies.
-- Deadlines: every command has the connection's one timeout (a ``kit.Deadlines``
+- Deadlines: every command has the connection's one timeout (the ``kit.Outbox``'s
   FIFO, swept every min(50 ms, timeout / 4)); those passed fail with ``BackendTimeout``.
 - Its liveness rule, checked on each sweep: a connection that has not produced a
   single reply for ``stuck_after_s`` (2x the timeout) while commands wait is dead
@@ -37,12 +37,13 @@ from __future__ import annotations
 import asyncio
 import collections
 import functools
+from collections.abc import Awaitable
 from typing import Any
 
 import hiredis
 
 from drivers.errors import BackendError, BackendTimeout, BackendUnavailable, DriverError, ProtocolError
-from drivers.kit import Closer, Deadlines, ErrorKinds, PumpStats, State, WriteBatcher, connect, fail_all, set_nodelay
+from drivers.kit import Closer, ErrorKinds, Outbox, PumpStats, State, connect, fail_all, set_nodelay
 from drivers.redis.resp import Arg, encode_command
 
 _ReplyError = hiredis.ReplyError
@@ -64,9 +65,8 @@ class PipeConnection(asyncio.Protocol):
         self.life = Closer(f"redis {where}", loop)
         self._reader = hiredis.Reader()
         self._fifo: collections.deque[asyncio.Future[Any]] = collections.deque()
-        self._out = WriteBatcher(loop)
-        self._deadlines: Deadlines[asyncio.Future[Any]] = Deadlines(
-            loop, timeout_s, alive=_waiting, expire=self._expire, on_sweep=self._check_alive)
+        self._out: Outbox[asyncio.Future[Any]] = Outbox(loop, timeout_s, done=asyncio.Future.done,
+                                                        expire=self._expire, on_sweep=self._check_alive)
         self._transport: asyncio.Transport | None = None
         self._replied = False        # a reply arrived since the last sweep
         self._quiet_since = 0.0      # when the sweep last saw progress (or nothing pending)
@@ -118,9 +118,8 @@ class PipeConnection(asyncio.Protocol):
             raise self._closed_error()
         fut = self._loop.create_future()
         self._fifo.append(fut)
-        if self._deadlines.add(fut):  # the sweep starts: Redis has been quiet only from now on
+        if self._out.request(payload, fut):  # the sweep starts: Redis has been quiet only from now on
             self._quiet_since = self._loop.time()
-        self._out.write(payload)
         self.counters.requests += 1
         return fut
 
@@ -161,8 +160,7 @@ class PipeConnection(asyncio.Protocol):
     def _shutdown(self, reason: DriverError) -> None:
         if not self.life.close(reason):
             return
-        self._deadlines.stop()
-        self._out.detach()
+        self._out.close()
         pending, self._fifo = self._fifo, collections.deque()
         fail_all(pending, self._closed_error)
 
@@ -180,10 +178,6 @@ class PipeConnection(asyncio.Protocol):
                                                   backend="redis")
         self._transport.close()
         await self.life.wait_closed()
-
-
-def _waiting(fut: asyncio.Future[Any]) -> bool:
-    return not fut.done()
 
 
 class PipelinedRedis:
@@ -232,11 +226,20 @@ class PipelinedRedis:
         """Send one command; its reply (bytes, int, None or a list), or a DriverError."""
         return await self.call(encode_command(args))
 
-    async def call(self, payload: bytes) -> Any:
-        """Send one command already encoded with ``drivers.redis.resp``; its reply."""
+    def call(self, payload: bytes) -> Awaitable[Any]:
+        """Send one command already encoded with ``drivers.redis.resp``; await its reply.
+
+        Connected, the command is queued at once and the reply's future returned (no
+        coroutine of its own: this is every command's path); otherwise the awaitable
+        reconnects first.
+        """
         conn = self._conn
-        if conn is None or conn.life.state is not State.READY:
-            conn = await self._connected()
+        if conn is not None and conn.life.state is State.READY:
+            return conn.send(payload)
+        return self._reconnect_and_call(payload)
+
+    async def _reconnect_and_call(self, payload: bytes) -> Any:
+        conn = await self._connected()
         return await conn.send(payload)
 
     async def _connected(self) -> PipeConnection:

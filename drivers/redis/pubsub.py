@@ -36,7 +36,7 @@ import hiredis
 
 from drivers.base import Calls, ClientStats, LifecycleMixin, client_stats
 from drivers.errors import BackendTimeout, BackendUnavailable, DriverError, InterfaceError, ProtocolError
-from drivers.kit import Closer, PumpStats, State, WriteBatcher, connect, fail_all, set_nodelay
+from drivers.kit import Closer, Outbox, PumpStats, State, connect, fail_all, set_nodelay
 from drivers.redis.config import RedisConfig
 from drivers.redis.pipe import ERRORS
 from drivers.redis.resp import Arg, encode_command
@@ -71,7 +71,7 @@ class SubscriberConnection(asyncio.Protocol):
         self.life = Closer(f"redis {where} subscription", loop)
         self._reader = hiredis.Reader()
         self._transport: asyncio.Transport | None = None
-        self._out = WriteBatcher(loop)
+        self._out: Outbox[None] = Outbox(loop)  # batching only: the subscription's liveness is its PING
         self._acks: dict[bytes, list[asyncio.Future[None]]] = {}
         self._pongs: list[asyncio.Future[None]] = []
         self._replies: list[asyncio.Future[Any]] = []   # AUTH / SELECT before subscribing
@@ -195,7 +195,7 @@ class SubscriberConnection(asyncio.Protocol):
     def _shutdown(self, reason: DriverError) -> None:
         if not self.life.close(reason):
             return
-        self._out.detach()
+        self._out.close()
         pending = [f for waiters in self._acks.values() for f in waiters] + self._pongs + self._replies
         self._acks, self._pongs, self._replies = {}, [], []
         fail_all(pending, lambda: BackendUnavailable(reason.message, backend="redis"))
