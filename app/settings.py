@@ -39,7 +39,7 @@ IGNITE_CLIENT_PORT = 10800          # node i listens on IGNITE_CLIENT_PORT + i (
 
 # The drivers' config types are plain dataclasses; pydantic's wrapper of each lets the
 # settings read nested fields from the environment (a JSON list for Ignite's nodes, too).
-# The instances are still the drivers' types.
+# After validation each section is turned back into the driver's own type (``_plain``).
 if TYPE_CHECKING:
     from drivers.ignite.config import IgniteConfig
     from drivers.mongo.config import MongoConfig
@@ -116,6 +116,23 @@ class Settings(BaseSettings):
                 base = default.model_dump() if isinstance(default, BaseModel) else dataclasses.asdict(default)
                 merged[name] = _deep_merge(base, given)
         return merged
+
+
+    @model_validator(mode="after")
+    def _plain(self) -> Settings:
+        """Each backend section as an instance of the driver's own type (equal to one built by hand)."""
+        for name, plain in _PLAIN.items():
+            value = getattr(self, name)
+            if type(value) is not plain:
+                object.__setattr__(self, name, plain(**{f.name: getattr(value, f.name)
+                                                        for f in dataclasses.fields(plain)}))
+        return self
+
+
+_PLAIN: dict[str, type[Any]] = {
+    "mysql": drivers.mysql.config.MySQLConfig, "redis": drivers.redis.config.RedisConfig,
+    "mongo": drivers.mongo.config.MongoConfig, "ignite": drivers.ignite.config.IgniteConfig,
+}
 
 
 def _deep_merge(base: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
