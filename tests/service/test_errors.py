@@ -1,11 +1,23 @@
-"""Error paths: 400 that says what was wrong, 404, 504 on a backend deadline, 503 naming a stopped backend."""
+"""Error paths: 400 saying what was wrong, 404, 504 on a deadline, 503 naming a stopped backend, 500 for misuse."""
 
 from __future__ import annotations
 
-import pytest
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
 
+import pytest
+import tornado.httpserver
+import tornado.netutil
+import tornado.web
+
+from app.context import Context
+from app.handlers.base import BaseHandler
+from app.settings import Settings
+from drivers.errors import InterfaceError, ProtocolError
 from tests.conftest import ServerProcess, run_app, run_stack, start_server
-from tests.service.http import call
+from tests.service.http import async_client, call
 
 
 @pytest.mark.parametrize(("path", "message"), [
@@ -82,3 +94,69 @@ def test_backend_error_is_502_naming_the_backend(service: ServerProcess) -> None
     status, _, body = call(service.url + "/redis/counters/items:7/incr", "POST", raw=b"")  # not an integer
     assert status == 502
     assert (body["error"], body["backend"]) == ("backend error", "redis")
+
+
+def test_a_number_bson_cannot_hold_is_400_not_a_crash(service: ServerProcess) -> None:
+    # JSON allows 18446744073709551615 (2**64 - 1); BSON holds at most 64-bit signed integers.
+    # PyMongo raises OverflowError before sending: the driver calls it a misuse (InterfaceError),
+    # and the handler marks the document as the request's data, so the answer is 400, not 500.
+    status, _, body = call(service.url + "/mongo/docs", "POST", raw=b'{"n": 18446744073709551615}',
+                           headers={"Content-Type": "application/json"})
+    assert status == 400, body
+    assert "mongo: cannot store this document" in body["error"]
+    assert body["request_id"]
+
+
+class _Misuse(BaseHandler):
+    """Raises the driver error named in the path, as a handler with a bug would."""
+
+    def get(self, kind: str) -> None:
+        if kind == "interface":
+            raise InterfaceError("redis: a BLPOP timeout must be under the socket timeout (5 s), not 9 s",
+                                 backend="redis")
+        if kind == "protocol":
+            raise ProtocolError("redis 127.0.0.1:16379: a reply came with no command pending", backend="redis")
+        with self.request_input():
+            raise InterfaceError("mongo: cannot store this document: too large", backend="mongo")
+
+
+@pytest.fixture
+async def misuse_app(settings: Settings) -> AsyncIterator[str]:
+    """The service's own handler base and error rendering, on a free port in this loop (nothing is started)."""
+    ctx = Context.build(settings)
+    app = tornado.web.Application([(r"/misuse/(\w+)", _Misuse, {"ctx": ctx, "route": "misuse"})])
+    server = tornado.httpserver.HTTPServer(app)
+    sock, = tornado.netutil.bind_sockets(0, "127.0.0.1")
+    server.add_sockets([sock])
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    server.stop()
+
+
+async def _get(url: str) -> tuple[int, dict[str, Any]]:
+    response = await async_client().fetch(url, raise_error=False)
+    return response.code, json.loads(response.body)
+
+
+async def test_a_driver_misused_by_the_service_is_500_and_logged_as_its_bug(
+        misuse_app: str, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.ERROR, logger="app.error"):
+        status, body = await _get(misuse_app + "/misuse/interface")
+    assert status == 500
+    assert (body["error"], body["backend"]) == ("internal server error", "redis")
+    assert "BLPOP" not in json.dumps(body)          # the detail goes to the log, not to the client
+    [record] = [r for r in caplog.records if r.name == "app.error"]
+    assert record.exc_info is not None and record.exc_info[0] is InterfaceError
+
+
+async def test_misuse_with_the_requests_own_data_is_400_saying_why(misuse_app: str) -> None:
+    status, body = await _get(misuse_app + "/misuse/input")
+    assert (status, body["error"]) == (400, "mongo: cannot store this document: too large")
+
+
+async def test_a_backend_that_breaks_its_protocol_is_502(misuse_app: str, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.ERROR, logger="app.error"):
+        status, body = await _get(misuse_app + "/misuse/protocol")
+    assert status == 502
+    assert (body["error"], body["backend"]) == ("backend protocol error", "redis")
+    assert "no command pending" in body["detail"]
+    assert not [r for r in caplog.records if r.name == "app.error"]   # the backend's fault: not logged as ours
