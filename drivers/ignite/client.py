@@ -192,7 +192,7 @@ class Client(LifecycleMixin):
     # -- SQL ---------------------------------------------------------------------------------
 
     def sql(self, query: str, query_args: Sequence[Any] | None = None, *, page_size: int = 1024,
-            include_field_names: bool = False, schema: str | None = "PUBLIC", max_rows: int = -1,
+            include_field_names: bool = False, schema: str | None = None, max_rows: int = -1,
             statement_type: int = 0, distributed_joins: bool = False, local: bool = False,
             replicated_only: bool = False, enforce_join_order: bool = False, collocated: bool = False,
             lazy: bool = False, timeout_s: float = 0, cache: Cache | str | None = None) -> SqlFieldsCursor:
@@ -200,8 +200,9 @@ class Client(LifecycleMixin):
 
         ``timeout_s`` is the server-side query timeout (0: none).  The cursor
         fetches further pages as it is iterated; use it with ``async with``.
-        A table made by a ``CacheConfig``'s query entities lives in that cache's
-        own schema (the cache's name): pass ``schema=`` or ``cache=``.
+        ``schema`` defaults to the node's choice: the schema of ``cache`` when one
+        is given (a table made by a ``CacheConfig``'s query entities lives there,
+        under the cache's name), else PUBLIC.
         """
         cache_id = 0 if cache is None else _cache_id(cache)
         options = dict(page_size=page_size, include_field_names=include_field_names, schema=schema,

@@ -29,7 +29,7 @@ _LOST = {2003, 2006, 2013, 2055}  # can't connect, gone away, lost during query,
 
 def _convert(exc: BaseException) -> DriverError | None:
     if isinstance(exc, TimeoutError):
-        return BackendTimeout(f"mysql: deadline passed ({exc or 'timeout'})", backend="mysql")
+        return BackendTimeout(f"mysql: deadline passed ({str(exc) or 'no answer in time'})", backend="mysql")
     if isinstance(exc, aiomysql.OperationalError) and exc.args and exc.args[0] in _LOST:
         return BackendUnavailable(f"mysql: {exc.args[1] if len(exc.args) > 1 else exc}", backend="mysql")
     if isinstance(exc, OSError):
@@ -121,6 +121,8 @@ class MySQLClient(LifecycleMixin):
         if pool is None:
             return client_stats(self.calls, address=self.address, connected=False,
                                 pool=(0, 0, self.config.pool_max), detail={"started": False})
-        return client_stats(self.calls, address=self.address, connected=pool.size > 0,
+        # Connected: started, and the last connection it tried to open did open (a pool that
+        # closed connections after failed queries may hold none for a while, and is fine).
+        return client_stats(self.calls, address=self.address, connected=pool.last_error is None,
                             pool=(pool.in_use, pool.idle, pool.maxsize),
                             detail={"started": True, "size": pool.size, "waiting": pool.waiting})

@@ -42,6 +42,7 @@ class Pool:
         self.size = 0
         self.in_use = 0
         self.closed = False
+        self.last_error: BaseException | None = None   # the last failure to open a connection, until one opens
 
     @property
     def idle(self) -> int:
@@ -63,7 +64,13 @@ class Pool:
             self._idle.append(conn)
 
     async def _connect(self) -> aiomysql.Connection:
-        return await aiomysql.connect(**self._connect_kwargs)
+        try:
+            conn = await aiomysql.connect(**self._connect_kwargs)
+        except Exception as exc:
+            self.last_error = exc
+            raise
+        self.last_error = None
+        return conn
 
     def _usable(self, conn: aiomysql.Connection, now: float) -> bool:
         reader = conn._reader

@@ -282,11 +282,19 @@ def _read_entity(c: Cursor, version: ProtocolVersion) -> QueryEntity:
     indexes = []
     for _ in range(c.count("index count")):
         name = c.string()
-        itype, inline = c.i8(), c.i32()
+        itype, inline = _enum(IndexType, c.i8()), c.i32()
         ifields = tuple((c.string() or "", c.bool()) for _ in range(c.count("index field count")))
         indexes.append(QueryIndex(name, itype, inline, ifields))
     return QueryEntity(key_type, value_type, table, key_field, value_field, tuple(fields),
                        aliases, tuple(indexes))
+
+
+def _enum(kind: type[enum.IntEnum], value: int) -> Any:
+    """The enum member for ``value``; a value this client does not know (a newer node's) stays an int."""
+    try:
+        return kind(value)
+    except ValueError:
+        return value
 
 
 def decode_cache_config(data: memoryview, offset: int, version: ProtocolVersion,
@@ -295,9 +303,9 @@ def decode_cache_config(data: memoryview, offset: int, version: ProtocolVersion,
     c = Cursor(data, offset, registry)
     c.i32("configuration length")
     kw: dict[str, Any] = {}
-    kw["atomicity_mode"] = c.i32()
+    kw["atomicity_mode"] = _enum(AtomicityMode, c.i32())
     kw["backups"] = c.i32()
-    kw["cache_mode"] = c.i32()
+    kw["cache_mode"] = _enum(CacheMode, c.i32())
     kw["copy_on_read"] = c.bool()
     kw["data_region_name"] = c.string()
     kw["eager_ttl"] = c.bool()
@@ -308,21 +316,21 @@ def decode_cache_config(data: memoryview, offset: int, version: ProtocolVersion,
     kw["max_query_iterators"] = c.i32()
     name = c.string()
     kw["onheap_cache_enabled"] = c.bool()
-    kw["partition_loss_policy"] = c.i32()
+    kw["partition_loss_policy"] = _enum(PartitionLossPolicy, c.i32())
     kw["query_detail_metrics_size"] = c.i32()
     kw["query_parallelism"] = c.i32()
     kw["read_from_backup"] = c.bool()
     kw["rebalance_batch_size"] = c.i32()
     kw["rebalance_batches_prefetch_count"] = c.i64()
     kw["rebalance_delay"] = c.i64()
-    kw["rebalance_mode"] = c.i32()
+    kw["rebalance_mode"] = _enum(RebalanceMode, c.i32())
     kw["rebalance_order"] = c.i32()
     kw["rebalance_throttle"] = c.i64()
     kw["rebalance_timeout"] = c.i64()
     kw["sql_escape_all"] = c.bool()
     kw["sql_index_max_inline_size"] = c.i32()
     kw["sql_schema"] = c.string()
-    kw["write_synchronization_mode"] = c.i32()
+    kw["write_synchronization_mode"] = _enum(WriteSyncMode, c.i32())
     kw["key_configurations"] = tuple(CacheKeyConfiguration(c.string(), c.string())
                                      for _ in range(c.count("key configuration count")))
     kw["query_entities"] = tuple(_read_entity(c, version)

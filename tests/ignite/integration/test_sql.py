@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from drivers.ignite import Client
+from drivers.ignite import BinaryObject, CacheConfig, Client, QueryEntity, QueryField
 from drivers.ignite.errors import ServerError
 
 ROWS = 10_000
@@ -83,3 +83,22 @@ async def test_cursors_closed_early_never_reach_the_servers_limit(client: Client
         gc.collect()
     rows = [row async for row in client.sql(f"SELECT COUNT(*) FROM {table}")]
     assert rows == [[50]]
+
+
+async def test_a_query_entitys_table_is_found_through_its_cache(client: Client) -> None:
+    # Such a table lives in the schema named after its cache, not in PUBLIC.
+    cache = await client.create_cache(CacheConfig(
+        name=f"entity_{uuid.uuid4().hex[:8]}",
+        query_entities=(QueryEntity(key_type_name="java.lang.Long", value_type_name="Pet", table_name="PETS",
+                                    fields=(QueryField("name", "java.lang.String"),)),)))
+    try:
+        await cache.put(1, BinaryObject("Pet", {"name": "Rex"}))
+        async with client.sql("SELECT name FROM PETS", cache=cache) as rows:
+            assert [row async for row in rows] == [["Rex"]]
+        async with client.sql("SELECT name FROM PETS", schema=cache.name) as rows:
+            assert [row async for row in rows] == [["Rex"]]
+        with pytest.raises(ServerError, match="PETS"):
+            async with client.sql("SELECT name FROM PETS") as rows:   # PUBLIC: not there
+                [row async for row in rows]
+    finally:
+        await cache.destroy()
