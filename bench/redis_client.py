@@ -52,7 +52,7 @@ async def main(host: str, port: int, seconds: float) -> list[dict[str, Any]]:
     client = RedisClient(RedisConfig(host=host, port=port, pool_max=64))
     await client.start()
     await client.set(KEY, "v" * 32)
-    pipe = PipelinedRedis(host, port)
+    pipe = PipelinedRedis(RedisConfig(host=host, port=port))
     blocking = aredis.Redis(connection_pool=aredis.BlockingConnectionPool(host=host, port=port, max_connections=64))
     default = aredis.Redis(host=host, port=port)
     contenders: list[tuple[str, Callable[[], Awaitable[Any]]]] = [

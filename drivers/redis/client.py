@@ -67,8 +67,7 @@ class RedisClient(LifecycleMixin):
             socket_connect_timeout=c.connect_timeout_s, socket_timeout=c.socket_timeout_s, retry=None,
         )
         self.redis: aredis.Redis = aredis.Redis(connection_pool=self._pool)
-        self.pipe = PipelinedRedis(c.host, c.port, db=c.db, password=c.password, username=c.username,
-                                   connect_timeout_s=c.connect_timeout_s, timeout_s=c.socket_timeout_s)
+        self.pipe = PipelinedRedis(c)
         self.calls = Calls("redis")
         self._retry = Retrier(c.retry, (BackendUnavailable,), give_up=lambda: self.pipe.closed)
         self._started = False

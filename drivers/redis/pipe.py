@@ -44,6 +44,7 @@ import hiredis
 
 from drivers.errors import BackendError, BackendTimeout, BackendUnavailable, DriverError, ProtocolError
 from drivers.kit import Closer, ErrorKinds, Outbox, PumpStats, State, connect, fail_all, set_nodelay
+from drivers.redis.config import RedisConfig
 from drivers.redis.resp import Arg, encode_command
 
 _ReplyError = hiredis.ReplyError
@@ -181,22 +182,23 @@ class PipeConnection(asyncio.Protocol):
 
 
 class PipelinedRedis:
-    """A reconnecting owner of one ``PipeConnection``: ``await execute("GET", key)``."""
+    """A reconnecting owner of one ``PipeConnection``: ``await execute("GET", key)``.
 
-    def __init__(self, host: str, port: int, *, db: int = 0, password: str | None = None,
-                 username: str | None = None, connect_timeout_s: float = 2.0, timeout_s: float = 5.0) -> None:
-        self.host = host
-        self.port = port
-        self.where = f"{host}:{port}"
-        self.connect_timeout_s = connect_timeout_s
-        self.timeout_s = timeout_s
+    It uses ``config``'s address, database, credentials, ``connect_timeout_s`` and
+    ``socket_timeout_s`` (every command's reply deadline).
+    """
+
+    def __init__(self, config: RedisConfig) -> None:
+        self.config = config
+        self.where = config.address
         self.counters = PumpStats()
         self._setup: list[bytes] = []
-        if password is not None:
-            auth: list[Arg] = ["AUTH", password] if username is None else ["AUTH", username, password]
+        if config.password is not None:
+            auth: list[Arg] = ["AUTH", config.password] if config.username is None else \
+                ["AUTH", config.username, config.password]
             self._setup.append(encode_command(auth))
-        if db:
-            self._setup.append(encode_command(["SELECT", db]))
+        if config.db:
+            self._setup.append(encode_command(["SELECT", config.db]))
         self._conn: PipeConnection | None = None
         self._opening: asyncio.Task[PipeConnection] | None = None
         self._closed = False
@@ -258,8 +260,9 @@ class PipelinedRedis:
             task.exception()  # retrieved here, so nobody waiting is not a "never retrieved" warning
 
     async def _open(self) -> PipeConnection:
-        conn = PipeConnection(self.where, self.timeout_s, counters=self.counters)
-        await connect(conn, self.host, self.port, timeout_s=self.connect_timeout_s, errors=ERRORS,
+        c = self.config
+        conn = PipeConnection(self.where, c.socket_timeout_s, counters=self.counters)
+        await connect(conn, c.host, c.port, timeout_s=c.connect_timeout_s, errors=ERRORS,
                       where=f"redis {self.where}", setup=self._run_setup)
         self._conn = conn
         self.counters.connects += 1

@@ -10,12 +10,13 @@ import asyncio
 import contextlib
 import random
 import uuid
+from typing import Any
 
 import pytest
 
 from app.settings import Settings
 from drivers.errors import BackendError, BackendTimeout, BackendUnavailable, DriverError
-from drivers.redis import PipelinedRedis, RedisClient
+from drivers.redis import PipelinedRedis, RedisClient, RedisConfig
 from drivers.redis.resp import encode_command
 from tests.conftest import run_stack_async
 from tests.support.proxy import Proxy
@@ -36,12 +37,17 @@ async def redis_address(settings: Settings) -> tuple[str, int]:
     return settings.redis.host, settings.redis.port
 
 
+def at(address: tuple[str, int], **settings: Any) -> RedisConfig:
+    """The Redis settings for a connection to ``address`` (the real server, or a proxy in front of it)."""
+    return RedisConfig(host=address[0], port=address[1], **settings)
+
+
 def token() -> str:
     return uuid.uuid4().hex
 
 
 async def test_many_concurrent_commands_each_get_their_own_reply(redis_address: tuple[str, int]) -> None:
-    pipe = PipelinedRedis(*redis_address)
+    pipe = PipelinedRedis(at(redis_address))
     try:
         tokens = [token() for _ in range(1000)]
         replies = await asyncio.gather(*(pipe.execute("ECHO", t) for t in tokens))
@@ -52,7 +58,7 @@ async def test_many_concurrent_commands_each_get_their_own_reply(redis_address: 
 
 
 async def test_random_cancellations_never_hand_a_reply_to_another_caller(redis_address: tuple[str, int]) -> None:
-    pipe = PipelinedRedis(*redis_address)
+    pipe = PipelinedRedis(at(redis_address))
     rng = random.Random(404)
     try:
         for _ in range(5):
@@ -73,7 +79,7 @@ async def test_random_cancellations_never_hand_a_reply_to_another_caller(redis_a
 
 async def test_commands_cancelled_in_flight_have_their_replies_dropped(redis_address: tuple[str, int]) -> None:
     async with Proxy(redis_address) as proxy:
-        pipe = PipelinedRedis(*proxy.address)
+        pipe = PipelinedRedis(at(proxy.address))
         try:
             await pipe.execute("PING")
             proxy.hold_replies = True
@@ -100,7 +106,7 @@ async def test_commands_cancelled_in_flight_have_their_replies_dropped(redis_add
 async def test_a_command_past_its_deadline_fails_and_later_commands_stay_in_step(
         redis_address: tuple[str, int]) -> None:
     async with Proxy(redis_address) as proxy:
-        pipe = PipelinedRedis(*proxy.address, timeout_s=0.3)
+        pipe = PipelinedRedis(at(proxy.address, socket_timeout_s=0.3))
         try:
             await pipe.execute("PING")
             proxy.hold_replies = True
@@ -121,7 +127,7 @@ async def test_a_command_past_its_deadline_fails_and_later_commands_stay_in_step
 
 async def test_a_connection_that_stops_answering_is_closed_and_replaced(redis_address: tuple[str, int]) -> None:
     async with Proxy(redis_address) as proxy:
-        pipe = PipelinedRedis(*proxy.address, timeout_s=0.2)
+        pipe = PipelinedRedis(at(proxy.address, socket_timeout_s=0.2))
         try:
             await pipe.execute("PING")
             proxy.hold_replies = True
@@ -148,7 +154,7 @@ async def test_a_redis_error_reply_is_a_backend_error_for_that_command_only(sett
 
 async def test_a_lost_connection_fails_everything_pending_at_once(redis_address: tuple[str, int]) -> None:
     async with Proxy(redis_address) as proxy:
-        pipe = PipelinedRedis(*proxy.address)
+        pipe = PipelinedRedis(at(proxy.address))
         try:
             await pipe.execute("PING")
             proxy.hold_replies = True
@@ -165,7 +171,7 @@ async def test_a_lost_connection_fails_everything_pending_at_once(redis_address:
 
 async def test_concurrent_callers_share_one_reconnect_attempt(redis_address: tuple[str, int]) -> None:
     async with Proxy(redis_address) as proxy:
-        pipe = PipelinedRedis(*proxy.address)
+        pipe = PipelinedRedis(at(proxy.address))
         try:
             await pipe.execute("PING")
             proxy.cut()
@@ -179,7 +185,7 @@ async def test_concurrent_callers_share_one_reconnect_attempt(redis_address: tup
 
 async def test_redis_stopped_for_real_fails_pending_commands_and_the_client_recovers(
         redis_address: tuple[str, int]) -> None:
-    pipe = PipelinedRedis(*redis_address, connect_timeout_s=1)
+    pipe = PipelinedRedis(at(redis_address, connect_timeout_s=1))
     errors: list[DriverError] = []
     stop = asyncio.Event()
 

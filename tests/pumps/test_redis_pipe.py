@@ -15,6 +15,7 @@ import pytest
 
 from drivers.errors import BackendError, BackendTimeout, BackendUnavailable, ProtocolError
 from drivers.kit import PumpStats, State
+from drivers.redis import RedisConfig
 from drivers.redis.pipe import PipeConnection, PipelinedRedis
 from drivers.redis.resp import encode_command
 from tests.support.fakes import ClockLoop, Peer
@@ -170,7 +171,7 @@ def test_counters_survive_a_reconnect(loop: ClockLoop) -> None:
             self.send(b"+PONG\r\n" * data.count(b"PING"))
 
     loop.peers[ADDRESS] = Echo
-    pipe = loop.run(lambda: PipelinedRedis(*ADDRESS, timeout_s=1.0))
+    pipe = loop.run(lambda: PipelinedRedis(RedisConfig(host=ADDRESS[0], port=ADDRESS[1], socket_timeout_s=1.0)))
     assert loop.run(lambda: pipe.execute("PING")) == b"PONG"
     loop.connections[-1].peer.hang_up()
     loop.settle()
