@@ -127,10 +127,6 @@ class Session:
                 cache_header(buf, target.cache_id, 0, target.expiry, tx.tx_id)
         return req
 
-    def in_tx(self) -> bool:
-        """True when the current task is in a transaction through this session."""
-        return active_tx(self) is not None
-
     def route(self, req: Request, target: Target, key: Any, key_at: int) -> None:
         """Send ``req`` to the primary node of ``key`` (encoded in ``req.buf`` at ``key_at``) when it is known."""
         if req.conn is not None:

@@ -108,11 +108,6 @@ class Outbox(Generic[K]):
         transport.write(out[0] if len(out) == 1 else b"".join(out))
         self.writes += 1
 
-    def watch(self) -> None:
-        """Start sweeping now even with nothing pending (so ``on_sweep`` runs)."""
-        if self._sweeper is None and not self.closed:
-            self._sweeper = self._loop.call_later(self.period_s, self._sweep)
-
     @property
     def sweeping(self) -> bool:
         return self._sweeper is not None
