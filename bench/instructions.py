@@ -5,7 +5,7 @@
 
 Each scenario runs a client's hot path against a fake transport that answers
 every request at once (no server, no network: what is counted is the client's
-own work, the event loop's included) with 64 concurrent callers, under
+own work, the event loop's included) with 1 and with 64 concurrent callers, under
 ``valgrind --tool=callgrind``, twice: with ``small`` and with ``large``
 operations per caller.  The difference of the two totals divided by the
 difference of the operation counts is the cost of one operation, start-up and
@@ -32,14 +32,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 SCENARIOS = ("redis_get", "ignite_get")
-CALLERS = 64
 
 
-def count(tree: Path, scenario: str, per_caller: int) -> int:
+def count(tree: Path, scenario: str, per_caller: int, callers: int) -> int:
     """Instructions callgrind counts for one run of ``scenario`` with ``per_caller`` operations per caller."""
     done = subprocess.run(
         ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
-         str(ROOT / "bench" / "fake_backends.py"), scenario, str(per_caller), str(CALLERS)],
+         str(ROOT / "bench" / "fake_backends.py"), scenario, str(per_caller), str(callers)],
         cwd=tree, capture_output=True, text=True, timeout=1800, check=False)
     found = re.search(r"Collected : (\d+)", done.stderr)
     if done.returncode != 0 or found is None:
@@ -47,8 +46,11 @@ def count(tree: Path, scenario: str, per_caller: int) -> int:
     return int(found.group(1))
 
 
-def per_operation(tree: Path, scenario: str, small: int, large: int) -> float:
-    return (count(tree, scenario, large) - count(tree, scenario, small)) / ((large - small) * CALLERS)
+def per_operation(tree: Path, scenario: str, callers: int, small: int, large: int) -> float:
+    # One caller makes its operations one after the other: give it as many as the 64 make together.
+    scale = 64 // callers
+    small, large = small * scale, large * scale
+    return (count(tree, scenario, large, callers) - count(tree, scenario, small, callers)) / ((large - small) * callers)
 
 
 def main() -> None:
@@ -56,6 +58,7 @@ def main() -> None:
     parser.add_argument("--before", help="an earlier commit to count too (checked out in a temporary worktree)")
     parser.add_argument("--small", type=int, default=20, help="operations per caller, short run")
     parser.add_argument("--large", type=int, default=120, help="operations per caller, long run")
+    parser.add_argument("--callers", type=int, nargs="+", default=[1, 64], help="concurrent callers (1 and 64)")
     parser.add_argument("scenarios", nargs="*", default=list(SCENARIOS))
     args = parser.parse_args()
     if shutil.which("valgrind") is None:
@@ -68,18 +71,18 @@ def main() -> None:
                            check=True)
             trees = {args.before: worktree, **trees}
         try:
-            rows = [{"scenario": s, "tree": label, "instructions_per_op": round(per_operation(t, s, args.small,
-                                                                                              args.large))}
-                    for s in args.scenarios for label, t in trees.items()]
+            rows = [{"scenario": s, "callers": n, "tree": label,
+                     "instructions_per_op": round(per_operation(t, s, n, args.small, args.large))}
+                    for s in args.scenarios for n in args.callers for label, t in trees.items()]
         finally:
             if args.before:
                 subprocess.run(["git", "worktree", "remove", "--force", str(Path(scratch) / "before")], cwd=ROOT,
                                check=False)
     for row in rows:
-        base = next(r for r in rows if r["scenario"] == row["scenario"])
+        base = next(r for r in rows if (r["scenario"], r["callers"]) == (row["scenario"], row["callers"]))
         ratio = row["instructions_per_op"] / base["instructions_per_op"]
-        print(f"{row['scenario']:12} {row['tree']:12} {row['instructions_per_op']:>9,} instructions/op "
-              f"{ratio:>6.3f}x")
+        print(f"{row['scenario']:12} {row['callers']:>3} callers  {row['tree']:12} "
+              f"{row['instructions_per_op']:>9,} instructions/op {ratio:>6.3f}x")
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "instructions.json").write_text(json.dumps(rows, indent=2) + "\n")
 
