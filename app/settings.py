@@ -57,6 +57,9 @@ class ServerSettings(BaseModel):
     port: int = 8888
     workers: int = 1                    # 0: one per CPU
     readiness_timeout_s: float = 1.0
+    # Each request's budget: every backend call made for it gets at most what is left of it. A client
+    # may ask for less with the header X-Request-Timeout (seconds), never for more.
+    request_timeout_s: float = 5.0
     shutdown_grace_s: float = 0.0       # /readyz says 503 this long before the listener stops
     shutdown_timeout_s: float = 10.0    # in-flight requests get this long to finish
     max_json_bytes: int = 64 * 1024     # larger JSON bodies are refused with 400

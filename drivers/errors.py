@@ -2,7 +2,10 @@
 
     DriverError
     ├── BackendUnavailable   the backend cannot be reached or the connection was lost
-    ├── BackendTimeout       a deadline passed (also a builtin ``TimeoutError``)
+    │   └── BackendBusy      no capacity for this call now (a pool exhausted, a limit reached):
+    │                        nothing was sent; ``retry_after_s`` says when to try again
+    ├── BackendTimeout       a deadline passed (also a builtin ``TimeoutError``); ``waited_s``
+    │                        says how long the call waited, when the driver knows
     ├── BackendError         the backend answered with an error of its own
     ├── ProtocolError        the backend sent bytes that break the protocol (garbage, desync)
     └── InterfaceError       the caller asked for something that cannot be done: a misuse,
@@ -42,8 +45,25 @@ class BackendUnavailable(DriverError):
     """The backend could not be reached, or the connection to it was lost."""
 
 
+class BackendBusy(BackendUnavailable):
+    """No capacity for this call now: a pool had no free connection in time, or a concurrency limit
+    was reached and the call could not wait for a slot within its budget.  Nothing was sent.
+    """
+
+    def __init__(self, message: str, *, backend: str | None = None, retry_after_s: float = 1.0) -> None:
+        super().__init__(message, backend=backend)
+        self.retry_after_s = retry_after_s
+
+
 class BackendTimeout(DriverError, TimeoutError):
-    """A connect, request or pool-wait deadline passed."""
+    """A connect or request deadline passed (the call's own, or the budget of the work it was for)."""
+
+    waited_s: float | None = None
+
+    def __init__(self, message: str, *, backend: str | None = None, waited_s: float | None = None) -> None:
+        super().__init__(message, backend=backend)
+        if waited_s is not None:
+            self.waited_s = waited_s
 
 
 class BackendError(DriverError):

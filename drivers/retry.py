@@ -10,6 +10,8 @@ Rules of this file:
   idempotent writes); anything else fails on the first error.
 - The fast path pays nothing: the caller makes the first attempt itself and
   hands the failure to ``Retrier.again``, which makes the others.
+- Inside a budget (``drivers.budget``) no retry starts unless its wait ends
+  before the budget does: the last failure is raised instead.
 - ``reconnect`` opens a connection again and again, with backoff, until it
   succeeds or its owner says stop; failures of the listed types are reported
   and swallowed, anything else (a bug, a cancellation) goes through.
@@ -22,6 +24,8 @@ import random
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
+
+from drivers import budget
 
 T = TypeVar("T")
 
@@ -82,6 +86,9 @@ class Retrier:
         last = first
         for delay in self.policy.delays():
             if self.give_up is not None and self.give_up():
+                break
+            left = budget.remaining()
+            if left is not None and left <= delay:
                 break
             await asyncio.sleep(delay)
             self.retries += 1

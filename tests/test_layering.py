@@ -2,7 +2,7 @@
 
 - app -> drivers -> the drivers' shared parts; drivers never import app, stack or tornado;
   app never imports stack (the local stack is development tooling).
-- The shared parts (drivers.errors, base, retry, kit) import no particular driver.
+- The shared parts (drivers.errors, base, retry, kit, budget, limits) import no particular driver.
 - Sans-I/O code (Ignite's protocol/ and codec/, Redis's resp) imports only the standard
   library, itself and the error tree.
 - Inside a driver, each module imports only modules below it (the ranks below);
@@ -33,7 +33,7 @@ RANKS: dict[str, dict[str, int]] = {
 }
 SANS_IO = ("drivers.ignite.protocol", "drivers.ignite.codec", "drivers.redis.resp")
 SANS_IO_MAY_IMPORT = ("drivers.errors", "drivers.ignite.errors", "drivers.ignite.protocol", "drivers.ignite.codec")
-SHARED = ("drivers.errors", "drivers.base", "drivers.retry", "drivers.kit")
+SHARED = ("drivers.errors", "drivers.base", "drivers.retry", "drivers.kit", "drivers.budget", "drivers.limits")
 
 
 def _module_name(path: Path) -> str:

@@ -4,7 +4,13 @@ Every error a client sees is JSON with the request id::
 
     {"error": "backend unavailable", "backend": "redis", "detail": "...", "request_id": "..."}
 
-DriverError groups map to 503 (unavailable), 504 (timeout), 502 (the backend's own error, or a
+Each request has a time budget (``server.request_timeout_s``, or less with the header
+``X-Request-Timeout: <seconds>``), set in ``prepare`` and inherited by every backend call made for
+it (``drivers.budget``): none outlives the request.
+
+DriverError groups map to 503 (unavailable; with ``Retry-After`` when the backend is busy: a pool
+or a concurrency limit had no room within the budget), 504 (timeout: the call's deadline or the
+request's budget; the body says how long it waited), 502 (the backend's own error, or a
 backend that broke its protocol) and 500 (``InterfaceError``: this service misused a driver — a
 bug of ours, logged with its traceback; inside ``request_input()`` it is the request's fault, 400).
 ``HTTPError(400, ...)`` carries a message saying what was wrong with the input; anything else is
@@ -30,7 +36,16 @@ from tornado.httputil import HTTPServerRequest
 
 from app import metrics
 from app.context import Context
-from drivers.errors import BackendError, BackendTimeout, BackendUnavailable, DriverError, InterfaceError, ProtocolError
+from drivers import budget
+from drivers.errors import (
+    BackendBusy,
+    BackendError,
+    BackendTimeout,
+    BackendUnavailable,
+    DriverError,
+    InterfaceError,
+    ProtocolError,
+)
 
 log = logging.getLogger("app.error")
 
@@ -107,6 +122,7 @@ class BaseHandler(tornado.web.RequestHandler):
     ctx: Context
     route: str = "unmatched"
     request_id: str = ""
+    _budget: Any = None
 
     def initialize(self, ctx: Context, route: str = "unmatched") -> None:
         self.ctx = ctx
@@ -114,7 +130,25 @@ class BaseHandler(tornado.web.RequestHandler):
         apply_forwarded_headers(self.request)
         ctx.request_started()
 
+    def prepare(self) -> None:
+        """Start the request's budget: the setting, or less if the client asks for less."""
+        seconds = self.ctx.settings.server.request_timeout_s
+        asked = self.request.headers.get("X-Request-Timeout")
+        if asked is not None:
+            try:
+                wanted = float(asked)
+            except ValueError:
+                wanted = math.nan
+            if not (math.isfinite(wanted) and wanted > 0):
+                raise tornado.web.HTTPError(400, "X-Request-Timeout must be a number of seconds above 0, not %r",
+                                            asked[:64])
+            seconds = min(seconds, wanted)
+        self._budget = budget.start(seconds)
+
     def on_finish(self) -> None:
+        if self._budget is not None:
+            budget.stop(self._budget)
+            self._budget = None
         self.ctx.request_finished()
         observe_finished(self)
 
@@ -202,7 +236,14 @@ class BaseHandler(tornado.web.RequestHandler):
         exc = kwargs.get("exc_info", (None, None, None))[1]
         body: dict[str, Any]
         if isinstance(exc, BackendTimeout):
-            status_code, body = 504, {"error": "backend timeout", "backend": exc.backend, "detail": exc.message}
+            waited = exc.waited_s if exc.waited_s is not None else self.request.request_time()
+            status_code, body = 504, {"error": "backend timeout", "backend": exc.backend, "detail": exc.message,
+                                      "waited_ms": round(waited * 1000)}
+        elif isinstance(exc, BackendBusy):
+            retry_after = max(1, math.ceil(exc.retry_after_s))
+            self.set_header("Retry-After", str(retry_after))
+            status_code, body = 503, {"error": "backend busy", "backend": exc.backend, "detail": exc.message,
+                                      "retry_after_s": retry_after}
         elif isinstance(exc, BackendUnavailable):
             status_code, body = 503, {"error": "backend unavailable", "backend": exc.backend,
                                       "detail": exc.message}

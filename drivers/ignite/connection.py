@@ -99,7 +99,7 @@ class Connection(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._pending: dict[int, asyncio.Future[Reply]] = {}
         self._out: Outbox[int] = Outbox(loop, config.request_timeout_s, alive=self._pending.__contains__,
-                                        expire=self._timeout)
+                                        expire=self._timeout, expire_own=self._timeout_own)
         self._next_id = 0
         self._handshake: asyncio.Future[HandshakeAccepted | HandshakeRejected] | None = None
         self._on_topology = on_topology
@@ -261,10 +261,13 @@ class Connection(asyncio.Protocol):
             raise
 
     def _timeout(self, rid: int) -> None:
+        self._timeout_own(rid, self.request_timeout_s)
+
+    def _timeout_own(self, rid: int, timeout_s: float) -> None:
         fut = self._pending.pop(rid, None)
         if fut is not None and not fut.done():
             self.counters.timeouts += 1
-            fut.set_exception(IgniteTimeout(f"{self.where}: no reply within the request deadline"))
+            fut.set_exception(IgniteTimeout(f"{self.where}: no reply within {timeout_s:.3g} s", waited_s=timeout_s))
 
     @property
     def in_flight(self) -> int:

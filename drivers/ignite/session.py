@@ -15,6 +15,8 @@ Rules of this file:
 - Retry in one place: a read (``retry=True``) whose connection was lost is sent
   again on another node under ``config.retry`` (``drivers.retry.Retrier``).
   Writes, pinned requests and anything inside a transaction never are.
+- Inside a budget (``drivers.budget``) a request's deadline, and the wait for a
+  live connection, is the smaller of its own and what is left of the budget.
 - Every request crosses the client's boundary (``drivers.base.Calls``), named
   after its op code ("cache_get", "query_sql_fields" ...), and its latency goes
   into the session's histogram.
@@ -30,6 +32,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from drivers import budget
 from drivers.base import Calls
 from drivers.ignite.affinity import key_hash
 from drivers.ignite.codec import BinaryTypeRegistry, UnknownBinaryTypes
@@ -54,6 +57,7 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.
 _MAX_TYPE_ROUNDS = 8  # nested unknown types are fetched level by level
 _OP_NAMES = {int(op): op.name.lower() for op in OpCode}
 _new = object.__new__
+_deadline = budget.deadline   # the hot path asks for the budget only when there is one
 
 
 class Target:
@@ -164,7 +168,7 @@ class Session:
         conn = self.router.any()
         if conn is not None:
             return conn
-        return await self.router.wait_any(self.config.connect_timeout_s)
+        return await self.router.wait_any(budget.limit(self.config.connect_timeout_s, "ignite"))
 
     async def pin(self, req: Request) -> Connection:
         """Fix where ``req`` goes now (its transaction's connection, or any live one) and return it."""
@@ -182,6 +186,11 @@ class Session:
         began = time.perf_counter()
         calls.in_flight += 1
         try:
+            if _deadline() is not None:
+                own = self.config.request_timeout_s if timeout_s is None else timeout_s
+                left = budget.limit(own, "ignite")
+                if left < own:
+                    timeout_s = left
             conn = req.conn
             if conn is None:
                 if self.closed:

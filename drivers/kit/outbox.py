@@ -12,7 +12,8 @@ Rules of this file:
 - The pump says which keys need no deadline any more — ``done(key)`` (a future's
   own ``done``), or ``alive(key)`` for the opposite (a table's ``__contains__``):
   C-level methods, checked once per request — and what to do with one whose
-  time is up (``expire``).  Answered requests are forgotten lazily, at the head.
+  time is up: ``expire(key)``, or ``expire_own(key, timeout_s)`` for one sent
+  with its own timeout.  Answered requests are forgotten lazily, at the head.
 - ``on_sweep(now)`` runs on every sweep: the pump's liveness check (is the peer
   answering at all?).  It returns True to keep the sweep running even when no
   deadline is pending.
@@ -37,12 +38,14 @@ Chunk = bytes | bytearray
 
 
 class Outbox(Generic[K]):
-    __slots__ = ("_alive", "_done", "_expire", "_fifo", "_heap", "_loop", "_on_sweep", "_out", "_scheduled",
+    __slots__ = ("_alive", "_done", "_expire", "_expire_own", "_fifo", "_heap", "_loop", "_on_sweep", "_out",
+                 "_scheduled",
                  "_seq", "_sweeper", "_timer", "_timer_at", "closed", "period_s", "timeout_s", "transport", "writes")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, timeout_s: float = 0.0, *,
                  expire: Callable[[K], None] | None = None, done: Callable[[K], bool] | None = None,
-                 alive: Callable[[K], bool] | None = None, on_sweep: Callable[[float], bool] | None = None) -> None:
+                 alive: Callable[[K], bool] | None = None, on_sweep: Callable[[float], bool] | None = None,
+                 expire_own: Callable[[K, float], None] | None = None) -> None:
         """``Outbox(loop)`` batches writes only; with ``expire`` (and ``done`` or ``alive``) it keeps deadlines."""
         if expire is not None and (done is None) == (alive is None):
             raise TypeError("an Outbox with deadlines needs exactly one of done= and alive=")
@@ -52,13 +55,14 @@ class Outbox(Generic[K]):
         self._done = done
         self._alive = alive
         self._expire: Callable[[K], None] = expire or _no_deadlines
+        self._expire_own: Callable[[K, float], None] = expire_own or (lambda key, timeout_s: self._expire(key))
         self._on_sweep = on_sweep
         self.transport: asyncio.WriteTransport | None = None
         self.writes = 0   # transport writes made
         self._out: list[Chunk] = []
         self._scheduled = False
         self._fifo: collections.deque[tuple[float, K]] = collections.deque()
-        self._heap: list[tuple[float, int, K]] = []
+        self._heap: list[tuple[float, int, K, float]] = []
         self._seq = 0
         self._sweeper: asyncio.TimerHandle | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -95,7 +99,7 @@ class Outbox(Generic[K]):
         self.write(data)
         when = self._loop.time() + timeout_s
         self._seq += 1
-        heapq.heappush(self._heap, (when, self._seq, key))
+        heapq.heappush(self._heap, (when, self._seq, key, timeout_s))
         if (self._timer is None or when < self._timer_at) and not self.closed:
             self._arm(when)
 
@@ -127,11 +131,11 @@ class Outbox(Generic[K]):
         """The exact timer: fail the own-timeout requests whose deadline passed."""
         self._timer = None
         now = self._loop.time()
-        heap, waiting, expire = self._heap, self._waiting, self._expire
+        heap, waiting, expire = self._heap, self._waiting, self._expire_own
         while heap and (heap[0][0] <= now or not waiting(heap[0][2])):
-            _, _, key = heapq.heappop(heap)
+            _, _, key, timeout_s = heapq.heappop(heap)
             if waiting(key):
-                expire(key)
+                expire(key, timeout_s)
         if heap and not self.closed:
             self._arm(heap[0][0])
 

@@ -5,6 +5,11 @@ into the driver error tree and report each call ("find_one", "insert_one", ...)
 to the observer.  ``client.db`` is PyMongo's own database object for anything
 else; what it raises is PyMongo's, unconverted.
 
+Every call runs under PyMongo's client-side operation timeout (``pymongo.timeout``):
+``socket_timeout_s``, or what is left of the budget (``drivers.budget``) if that is
+less, so server selection, the pool wait and PyMongo's own retry of a read are all
+inside one deadline.
+
 PyMongo still uses a thread underneath in one place: the TLS handshake.  Pool
 occupancy is counted from PyMongo's connection-pool events (called on the loop).
 """
@@ -14,12 +19,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import pymongo
 from bson.errors import InvalidDocument
 from pymongo import AsyncMongoClient, monitoring
 from pymongo import errors as merr
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
+from drivers import budget
 from drivers.base import Calls, ClientStats, LifecycleMixin, client_stats, converted
 from drivers.errors import BackendError, BackendTimeout, BackendUnavailable, DriverError, InterfaceError
 from drivers.mongo.config import MongoConfig
@@ -31,14 +38,23 @@ def _convert(exc: BaseException) -> DriverError | None:
     if isinstance(exc, InvalidDocument | OverflowError):  # BSON cannot encode it: nothing was sent
         return InterfaceError(f"mongo: cannot store this document: {exc}", backend="mongo")
     if isinstance(exc, merr.ServerSelectionTimeoutError):
-        return BackendUnavailable(f"mongo: no server reachable ({exc})", backend="mongo")
-    if isinstance(exc, merr.NetworkTimeout | merr.ExecutionTimeout | merr.WTimeoutError | TimeoutError):
-        return BackendTimeout(f"mongo: deadline passed ({exc})", backend="mongo")
+        text = str(exc)
+        if "timed out" in text.split("Topology Description", maxsplit=1)[0].lower():
+            # A server that accepts connections and never answers: too slow, not unreachable.
+            return BackendTimeout(f"mongo: the server did not answer in time ({_first(text)})", backend="mongo")
+        return BackendUnavailable(f"mongo: no server reachable ({_first(text)})", backend="mongo")
+    if isinstance(exc, merr.NetworkTimeout | merr.ExecutionTimeout | merr.WTimeoutError | TimeoutError) or (
+            isinstance(exc, merr.PyMongoError) and exc.timeout):
+        return BackendTimeout(f"mongo: deadline passed ({_first(str(exc))})", backend="mongo")
     if isinstance(exc, merr.ConnectionFailure | OSError):
         return BackendUnavailable(f"mongo: {exc}", backend="mongo")
     if isinstance(exc, merr.PyMongoError):
         return BackendError(f"mongo: {exc}", backend="mongo")
     return None
+
+
+def _first(text: str) -> str:
+    return text.split(", Timeout:", maxsplit=1)[0].split("Topology Description", maxsplit=1)[0].strip().rstrip(",")
 
 
 class _PoolCounter(monitoring.ConnectionPoolListener):
@@ -83,40 +99,44 @@ class _PoolCounter(monitoring.ConnectionPoolListener):
 
 
 class Collection:
-    """One collection through the client's boundary: errors converted, calls observed."""
+    """One collection through the client's boundary: errors converted, calls observed, one deadline each."""
 
-    __slots__ = ("_calls", "raw")
+    __slots__ = ("_calls", "_timeout_s", "raw")
 
-    def __init__(self, raw: AsyncCollection[Document], calls: Calls) -> None:
+    def __init__(self, raw: AsyncCollection[Document], calls: Calls, timeout_s: float) -> None:
         self.raw = raw        # PyMongo's own collection, for anything not wrapped here (unconverted errors)
         self._calls = calls
+        self._timeout_s = timeout_s
+
+    def _deadline(self) -> Any:
+        return pymongo.timeout(budget.limit(self._timeout_s, "mongo"))
 
     def __repr__(self) -> str:
         return f"<Collection {self.raw.full_name}>"
 
     async def find_one(self, filter: Mapping[str, Any], projection: Mapping[str, Any] | None = None,
                        ) -> Document | None:
-        with self._calls.call("find_one"), converted(_convert):
+        with self._calls.call("find_one"), converted(_convert), self._deadline():
             return await self.raw.find_one(filter, projection)
 
     async def find(self, filter: Mapping[str, Any], projection: Mapping[str, Any] | None = None, *,
                    limit: int = 0) -> list[Document]:
         """Every matching document (at most ``limit``; 0: no limit), read to the end."""
-        with self._calls.call("find"), converted(_convert):
+        with self._calls.call("find"), converted(_convert), self._deadline():
             return [doc async for doc in self.raw.find(filter, projection, limit=limit)]
 
     async def insert_one(self, doc: Document) -> Any:
         """Store ``doc``; its ``_id``."""
-        with self._calls.call("insert_one"), converted(_convert):
+        with self._calls.call("insert_one"), converted(_convert), self._deadline():
             return (await self.raw.insert_one(doc)).inserted_id
 
     async def insert_many(self, docs: Sequence[Document], *, ordered: bool = True) -> list[Any]:
-        with self._calls.call("insert_many"), converted(_convert):
+        with self._calls.call("insert_many"), converted(_convert), self._deadline():
             return list((await self.raw.insert_many(docs, ordered=ordered)).inserted_ids)
 
     async def delete_many(self, filter: Mapping[str, Any]) -> int:
         """Delete every matching document; how many there were."""
-        with self._calls.call("delete_many"), converted(_convert):
+        with self._calls.call("delete_many"), converted(_convert), self._deadline():
             return int((await self.raw.delete_many(filter)).deleted_count)
 
 
@@ -148,7 +168,7 @@ class MongoClient(LifecycleMixin):
         """The named collection of the application database (made once, without I/O)."""
         found = self._collections.get(name)
         if found is None:
-            found = self._collections[name] = Collection(self.db[name], self.calls)
+            found = self._collections[name] = Collection(self.db[name], self.calls, self.config.socket_timeout_s)
         return found
 
     async def start(self) -> None:
@@ -160,12 +180,13 @@ class MongoClient(LifecycleMixin):
         await self._client.close()
 
     async def _ping(self) -> None:
-        with converted(_convert):
+        with converted(_convert), pymongo.timeout(budget.limit(self.config.socket_timeout_s, "mongo")):
             await self._client.admin.command("ping")
 
     async def server_info(self) -> Document:
         """The server's ``buildInfo`` (version, and which server speaks the protocol)."""
-        with self.calls.call("server_info"), converted(_convert):
+        with self.calls.call("server_info"), converted(_convert), \
+                pymongo.timeout(budget.limit(self.config.socket_timeout_s, "mongo")):
             info: Document = await self._client.admin.command("buildInfo")
             return info
 

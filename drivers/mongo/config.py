@@ -13,6 +13,8 @@ class MongoConfig:
     pool_max: int = 50
     server_selection_timeout_s: float = 2.0
     connect_timeout_s: float = 2.0
+    # A call's whole deadline (PyMongo's client-side operation timeout): server selection, pool
+    # wait, the retry of a read, every round trip — all inside it, and inside the budget if less.
     socket_timeout_s: float = 10.0
 
     @property

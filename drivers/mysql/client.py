@@ -8,6 +8,11 @@ sending its result, and the next borrower must never read it.
 
 Every query crosses the client's boundary (``calls``): counted and, with an
 observer attached, reported as "fetchone", "fetchall" or "execute".
+
+Deadlines: a query (pool wait included) gets ``query_timeout_s``, or what is left
+of the budget it runs in (``drivers.budget``) if that is less.  Waiting for a free
+connection is bounded by ``pool_wait_timeout_s`` too: a caller that finds every
+connection busy for that long gets ``BackendBusy`` at once, not a timeout later.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from typing import Any
 
 import aiomysql
 
+from drivers import budget
 from drivers.base import Calls, ClientStats, LifecycleMixin, client_stats, converted
 from drivers.errors import BackendError, BackendTimeout, BackendUnavailable, DriverError
 from drivers.mysql.config import MySQLConfig
@@ -82,16 +88,25 @@ class MySQLClient(LifecycleMixin):
         if self._pool is None:
             raise BackendUnavailable("mysql: client is not started", backend="mysql")
         pool = self._pool
+        own = self.query_timeout_s if timeout_s is None else timeout_s
         with self.calls.call(op) if op is not None else nullcontext(), converted(_convert):
-            async with asyncio.timeout(self.query_timeout_s if timeout_s is None else timeout_s):
-                conn = await pool.acquire()
-                try:
-                    async with conn.cursor() as cur:
-                        yield cur
-                except BaseException:
-                    pool.release(conn, discard=True)   # its state is unknown: never hand it to another caller
+            limit = budget.limit(own, "mysql")
+            try:
+                async with asyncio.timeout(limit):
+                    conn = await pool.acquire(min(self.config.pool_wait_timeout_s, limit))
+                    try:
+                        async with conn.cursor() as cur:
+                            yield cur
+                    except BaseException:
+                        pool.release(conn, discard=True)   # its state is unknown: never hand it to another caller
+                        raise
+                    pool.release(conn)
+            except TimeoutError as exc:
+                if isinstance(exc, DriverError):
                     raise
-                pool.release(conn)
+                why = " (what was left of the request's budget)" if limit < own else ""
+                raise BackendTimeout(f"mysql: no result within {limit:.3g} s{why}", backend="mysql",
+                                     waited_s=limit) from None
 
     async def fetchone(self, sql: str, args: Sequence[Any] = (), *,
                        timeout_s: float | None = None) -> tuple[Any, ...] | None:
@@ -125,4 +140,5 @@ class MySQLClient(LifecycleMixin):
         # closed connections after failed queries may hold none for a while, and is fine).
         return client_stats(self.calls, address=self.address, connected=pool.last_error is None,
                             pool=(pool.in_use, pool.idle, pool.maxsize),
-                            detail={"started": True, "size": pool.size, "waiting": pool.waiting})
+                            detail={"started": True, "size": pool.size, "waiting": pool.waiting, "busy": pool.busy,
+                                    "hold_s": round(pool.hold_s, 4)})

@@ -13,7 +13,10 @@ the queries' own protocol work.  Here:
   released connection goes straight to the first waiter still waiting;
 - a connection released in a transaction, closed, or flagged ``discard`` is closed
   and its slot freed: the first waiter then opens a new one;
-- a waiter cancelled after it was handed a connection gives it back.
+- a waiter cancelled after it was handed a connection gives it back;
+- a caller waits at most ``wait_s`` for a connection (``acquire(wait_s)``): then it
+  gets ``BackendBusy`` with a ``retry_after_s`` from how long connections are held
+  (an exponentially weighted mean of the hold times, scaled by the queue ahead).
 
 ``size`` counts connections open or being opened; it never exceeds ``maxsize``.
 """
@@ -22,11 +25,15 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import math
+import time
 from typing import Any
 
 import aiomysql
 
-from drivers.errors import BackendUnavailable, InterfaceError
+from drivers.errors import BackendBusy, BackendUnavailable, InterfaceError
+
+_HOLD_WEIGHT = 0.1   # of the newest hold time in the mean
 
 
 class Pool:
@@ -43,6 +50,9 @@ class Pool:
         self.in_use = 0
         self.closed = False
         self.last_error: BaseException | None = None   # the last failure to open a connection, until one opens
+        self.hold_s = 0.0          # mean time a connection is held (exponentially weighted)
+        self.busy = 0              # callers turned away after waiting wait_s
+        self._lent: dict[int, float] = {}   # id(connection) -> when it was lent
 
     @property
     def idle(self) -> int:
@@ -80,17 +90,18 @@ class Pool:
             return False
         return not (self.recycle_s > 0 and now - conn.last_usage > self.recycle_s)
 
-    async def acquire(self) -> aiomysql.Connection:
+    async def acquire(self, wait_s: float | None = None) -> aiomysql.Connection:
+        """A connection; with ``wait_s``, ``BackendBusy`` if none is free within that many seconds."""
         if self.closed:
             raise BackendUnavailable("mysql: the pool is closed", backend="mysql")
         loop = asyncio.get_running_loop()
+        until = None if wait_s is None else loop.time() + wait_s
         while True:
             idle = self._idle
             while idle:
                 conn = idle.pop()
                 if self._usable(conn, loop.time()):
-                    self.in_use += 1
-                    return conn
+                    return self._lend(conn)
                 conn.close()
                 self.size -= 1
             if self.size < self.maxsize:
@@ -101,28 +112,48 @@ class Pool:
                     self.size -= 1
                     self._free_slot()
                     raise
-                self.in_use += 1
-                return conn
+                return self._lend(conn)
             fut: asyncio.Future[aiomysql.Connection | None] = loop.create_future()
             self._waiters.append(fut)
             try:
-                handed = await fut
-            except asyncio.CancelledError:
+                if until is None:
+                    handed = await fut
+                else:
+                    async with asyncio.timeout_at(until):
+                        handed = await fut
+            except (asyncio.CancelledError, TimeoutError) as exc:
                 if fut.done() and not fut.cancelled():   # handed something just before the cancel
                     late = fut.result()
                     if late is not None:
                         self._give(late)
                     else:
                         self._free_slot()
+                if isinstance(exc, TimeoutError):
+                    self.busy += 1
+                    raise BackendBusy(f"mysql: all {self.maxsize} pool connections stayed busy for {wait_s:.3g} s "
+                                      f"({self.waiting} callers waiting)", backend="mysql",
+                                      retry_after_s=self.retry_after_s()) from None
                 raise
             if handed is not None:
-                self.in_use += 1
-                return handed
+                return self._lend(handed)
             # None: a slot was freed; go round and open a connection in it
+
+    def _lend(self, conn: aiomysql.Connection) -> aiomysql.Connection:
+        self.in_use += 1
+        self._lent[id(conn)] = time.monotonic()
+        return conn
+
+    def retry_after_s(self) -> float:
+        """When a caller turned away now could expect a free connection: whole seconds, 1 to 60."""
+        ahead = self.waiting / max(1, self.maxsize)
+        return float(min(60, max(1, math.ceil(self.hold_s * (1 + ahead)))))
 
     def release(self, conn: aiomysql.Connection, *, discard: bool = False) -> None:
         """Give a connection back; ``discard`` (or a closed one, or one in a transaction) closes it."""
         self.in_use -= 1
+        lent = self._lent.pop(id(conn), None)
+        if lent is not None:
+            self.hold_s += _HOLD_WEIGHT * (time.monotonic() - lent - self.hold_s)
         if discard or self.closed or conn.closed or conn.get_transaction_status():
             conn.close()
             self.size -= 1

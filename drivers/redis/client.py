@@ -19,18 +19,25 @@ Redis may still be executing it.
 
 Every command crosses the client's boundary (``calls``): counted and, with an
 observer attached, reported by name ("get", "set", "mset", "incr", "blpop").
+
+Inside a budget (``drivers.budget``) a command's deadline is the smaller of
+``socket_timeout_s`` and what is left; a retry never starts after the budget
+ran out.  A BLPOP that finds every pool connection taken for ``pool_wait_timeout_s``
+fails at once with ``BackendBusy`` (503 and ``Retry-After`` in the service).
 """
 
 from __future__ import annotations
 
+import asyncio
 from time import perf_counter
 from typing import Any
 
 import redis.asyncio as aredis
 from redis import exceptions as rexc
 
+from drivers import budget
 from drivers.base import Calls, ClientStats, LifecycleMixin, client_stats, converted
-from drivers.errors import BackendError, BackendTimeout, BackendUnavailable, DriverError, InterfaceError
+from drivers.errors import BackendBusy, BackendError, BackendTimeout, BackendUnavailable, DriverError, InterfaceError
 from drivers.redis.config import RedisConfig
 from drivers.redis.pipe import PipelinedRedis
 from drivers.redis.resp import bulk, command_prefix, encode_command
@@ -41,11 +48,15 @@ _INCR = command_prefix("INCR", total=2)
 _PING = encode_command(["PING"])
 
 
+_deadline = budget.deadline   # the hot path asks for the budget only when there is one
+
+
 def _convert(exc: BaseException) -> DriverError | None:
-    if isinstance(exc, rexc.TimeoutError | TimeoutError):
-        return BackendTimeout(f"redis: deadline passed ({exc})", backend="redis")
     if isinstance(exc, rexc.ConnectionError) and "No connection available" in str(exc):
-        return BackendTimeout("redis: no pool connection became free in time", backend="redis")
+        return BackendBusy("redis: every pool connection is taken (blocking commands hold theirs); try again",
+                           backend="redis")
+    if isinstance(exc, rexc.TimeoutError | TimeoutError):
+        return BackendTimeout(f"redis: deadline passed ({exc or 'no reply in time'})", backend="redis")
     if isinstance(exc, rexc.ConnectionError | OSError):
         return BackendUnavailable(f"redis: {exc}", backend="redis")
     if isinstance(exc, rexc.RedisError):
@@ -92,7 +103,7 @@ class RedisClient(LifecycleMixin):
         began = perf_counter() if observer is not None else 0.0
         calls.in_flight += 1
         try:
-            reply = await self.pipe.call(payload)
+            reply = await self.pipe.call(payload, None if _deadline() is None else self._budgeted())
         except BaseException as exc:
             return await self._failed(op, payload, idempotent, began, exc)
         # Calls.end, inlined: this is the hot path of every GET.
@@ -108,12 +119,21 @@ class RedisClient(LifecycleMixin):
         try:
             if not (idempotent and isinstance(exc, BackendUnavailable)):
                 raise exc
-            reply = await self._retry.again(exc, self.pipe.call, payload)
+            reply = await self._retry.again(exc, self._send, payload)
         except BaseException as final:
             calls.end(op, began, final)
             raise
         calls.end(op, began)
         return reply
+
+    def _budgeted(self) -> float | None:
+        """The command's deadline inside a budget: what is left of it, if less than the socket timeout."""
+        own = self.config.socket_timeout_s
+        left = budget.limit(own, "redis")
+        return left if left < own else None
+
+    async def _send(self, payload: bytes) -> Any:
+        return await self.pipe.call(payload, None if _deadline() is None else self._budgeted())
 
     async def _ping(self) -> None:
         try:
@@ -149,7 +169,15 @@ class RedisClient(LifecycleMixin):
             raise InterfaceError(f"redis: a BLPOP timeout must be under the socket timeout "
                                  f"({self.config.socket_timeout_s:g} s), not {timeout_s:g} s", backend="redis")
         with self.calls.call("blpop"), converted(_convert):
-            reply = await self.redis.blpop([key], timeout=timeout_s)  # type: ignore[misc]
+            own = self.config.socket_timeout_s
+            limit = budget.limit(own, "redis")
+            try:
+                async with asyncio.timeout(limit):
+                    reply = await self.redis.blpop([key], timeout=timeout_s)  # type: ignore[misc]
+            except TimeoutError:
+                why = " (what was left of the request's budget)" if limit < own else ""
+                raise BackendTimeout(f"redis: no answer to BLPOP within {limit:.3g} s{why}", backend="redis",
+                                     waited_s=limit) from None
         if reply is None:
             return None
         value = reply[1]

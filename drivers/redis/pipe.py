@@ -67,7 +67,8 @@ class PipeConnection(asyncio.Protocol):
         self._reader = hiredis.Reader()
         self._fifo: collections.deque[asyncio.Future[Any]] = collections.deque()
         self._out: Outbox[asyncio.Future[Any]] = Outbox(loop, timeout_s, done=asyncio.Future.done,
-                                                        expire=self._expire, on_sweep=self._check_alive)
+                                                        expire=self._expire, expire_own=self._expire_own,
+                                                        on_sweep=self._check_alive)
         self._transport: asyncio.Transport | None = None
         self._replied = False        # a reply arrived since the last sweep
         self._quiet_since = 0.0      # when the sweep last saw progress (or nothing pending)
@@ -113,21 +114,27 @@ class PipeConnection(asyncio.Protocol):
 
     # -- commands ----------------------------------------------------------------------------------
 
-    def send(self, payload: bytes) -> asyncio.Future[Any]:
-        """Queue one encoded command; the future of its reply."""
+    def send(self, payload: bytes, timeout_s: float | None = None) -> asyncio.Future[Any]:
+        """Queue one encoded command (``timeout_s``: a deadline shorter than the connection's); its reply's future."""
         if self.life.state is not State.READY:
             raise self._closed_error()
         fut = self._loop.create_future()
         self._fifo.append(fut)
-        if self._out.request(payload, fut):  # the sweep starts: Redis has been quiet only from now on
-            self._quiet_since = self._loop.time()
+        if timeout_s is None:
+            if self._out.request(payload, fut):  # the sweep starts: Redis has been quiet only from now on
+                self._quiet_since = self._loop.time()
+        else:
+            self._out.request_own(payload, fut, timeout_s)
         self.counters.requests += 1
         return fut
 
     def _expire(self, fut: asyncio.Future[Any]) -> None:
+        self._expire_own(fut, self.timeout_s)
+
+    def _expire_own(self, fut: asyncio.Future[Any], timeout_s: float) -> None:
         self.counters.timeouts += 1
-        fut.set_exception(BackendTimeout(f"redis {self.where}: no reply within {self.timeout_s:g} s",
-                                         backend="redis"))
+        fut.set_exception(BackendTimeout(f"redis {self.where}: no reply within {timeout_s:.3g} s",
+                                         backend="redis", waited_s=timeout_s))
 
     def _check_alive(self, now: float) -> bool:
         """On each sweep: close a connection that gave no reply at all for ``stuck_after_s``."""
@@ -228,21 +235,22 @@ class PipelinedRedis:
         """Send one command; its reply (bytes, int, None or a list), or a DriverError."""
         return await self.call(encode_command(args))
 
-    def call(self, payload: bytes) -> Awaitable[Any]:
+    def call(self, payload: bytes, timeout_s: float | None = None) -> Awaitable[Any]:
         """Send one command already encoded with ``drivers.redis.resp``; await its reply.
 
+        ``timeout_s``: a deadline shorter than the configured one (what is left of a budget).
         Connected, the command is queued at once and the reply's future returned (no
         coroutine of its own: this is every command's path); otherwise the awaitable
         reconnects first.
         """
         conn = self._conn
         if conn is not None and conn.life.state is State.READY:
-            return conn.send(payload)
-        return self._reconnect_and_call(payload)
+            return conn.send(payload, timeout_s)
+        return self._reconnect_and_call(payload, timeout_s)
 
-    async def _reconnect_and_call(self, payload: bytes) -> Any:
+    async def _reconnect_and_call(self, payload: bytes, timeout_s: float | None) -> Any:
         conn = await self._connected()
-        return await conn.send(payload)
+        return await conn.send(payload, timeout_s)
 
     async def _connected(self) -> PipeConnection:
         if self._closed:

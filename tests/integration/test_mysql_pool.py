@@ -15,8 +15,12 @@ from drivers.mysql import MySQLClient
 
 @pytest.fixture
 async def small(settings: Settings) -> AsyncIterator[MySQLClient]:
-    """A client whose pool holds at most 4 connections."""
-    client = MySQLClient(dataclasses.replace(settings.mysql, pool_min=1, pool_max=4, query_timeout_s=5))
+    """A client whose pool holds at most 4 connections, and whose callers queue for them up to 5 s.
+
+    (The default ``pool_wait_timeout_s`` turns a caller away after 0.2 s: these tests are about queueing.)
+    """
+    client = MySQLClient(dataclasses.replace(settings.mysql, pool_min=1, pool_max=4, query_timeout_s=5,
+                                             pool_wait_timeout_s=5))
     await client.start()
     yield client
     await client.aclose()

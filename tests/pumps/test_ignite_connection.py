@@ -96,7 +96,9 @@ def open_conn(loop: ClockLoop, **settings: Any) -> tuple[Connection, Node]:
 
 def request(loop: ClockLoop, conn: Connection, op: int = OpCode.CACHE_GET_NAMES,
             timeout_s: float | None = None) -> asyncio.Future[Any]:
-    return loop.run(lambda: conn.send(new_request(op), timeout_s)[1])
+    fut = loop.run(lambda: conn.send(new_request(op), timeout_s)[1])
+    fut.add_done_callback(lambda f: f.cancelled() or f.exception())  # failed ones are the tests' to look at
+    return fut
 
 
 def last_rid(node: Node) -> int:
