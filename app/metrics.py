@@ -40,6 +40,9 @@ POOL = Gauge("backend_pool_connections", "Pooled backend connections, by backend
 CLIENT = Gauge("backend_client", "Each backend client's own counters, the same for every client (connected, "
                "in_flight, requests, errors, timeouts, late_replies, reconnects, retries, pool_in_use, pool_idle, "
                "pool_max)", ["backend", "stat"], multiprocess_mode="livesum")
+LIMIT = Gauge("backend_limit", "Each backend's adaptive concurrency limit: the limit, calls in flight, calls "
+              "queued for a slot, calls turned away (shed, since start)", ["backend", "stat"],
+              multiprocess_mode="livesum")
 LOOP_LAG = Gauge("event_loop_lag_seconds", "How late the event loop woke a timer at the last sample",
                  multiprocess_mode="livemax")
 
@@ -101,6 +104,10 @@ def sample_clients(clients: Sequence[ManagedClient]) -> None:
         CLIENT.labels(backend, "connected").set(1 if stats["connected"] else 0)
         for stat in NUMERIC_STATS:
             CLIENT.labels(backend, stat).set(float(stats[stat]))  # type: ignore[literal-required]
+        limit = stats["detail"].get("limit")
+        if limit:
+            for stat in ("limit", "in_flight", "queued", "shed"):
+                LIMIT.labels(backend, stat).set(float(limit[stat]))
 
 
 def sample_ws(stats: dict[str, Any]) -> None:

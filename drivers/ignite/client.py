@@ -122,7 +122,7 @@ class Client(LifecycleMixin):
                     "partition_map_version": list(router.map_version),
                     "partition_map_refreshes": router.map_refreshes,
                     "latency_buckets": list(LATENCY_BUCKETS), "latency_counts": list(session.latency_counts),
-                    "latency_sum_s": session.latency_sum_s})
+                    "latency_sum_s": session.latency_sum_s, "limit": session.queries.stats()})
 
     def ready_nodes(self) -> list[str]:
         """The addresses of the nodes with a live connection now."""

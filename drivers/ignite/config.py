@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from drivers.limits import LimitConfig
 from drivers.retry import Backoff, RetryPolicy
 
 
@@ -26,6 +27,11 @@ class IgniteConfig:
     max_frame: int = 256 << 20              # bytes: a longer frame from the node is a protocol error
     compact_footer: bool = True             # complex objects written without field ids in the footer
     protocol_version: tuple[int, int, int] = (1, 7, 0)   # the newest to offer; older ones the node proposes
+    # SQL and scan queries at once (key-value operations are not limited: they are short and
+    # multiplexed), learnt from latency and the event loop's lag; a query that cannot start
+    # within query_wait_timeout_s (and its budget) is turned away.
+    limit: LimitConfig = field(default_factory=LimitConfig)
+    query_wait_timeout_s: float = 0.2
 
     @property
     def address(self) -> str:

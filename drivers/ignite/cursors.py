@@ -80,7 +80,12 @@ class _Cursor:
             try:
                 if not self._started:
                     self._started = True
-                    await self._first()
+                    limiter = self._session.queries
+                    began = await limiter.acquire()
+                    try:
+                        await self._first()
+                    finally:
+                        limiter.release(began)
                 elif self._has_more:
                     await self._next_page()
                 else:

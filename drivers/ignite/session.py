@@ -49,6 +49,7 @@ from drivers.ignite.protocol.messages import (
 )
 from drivers.ignite.routing import Router
 from drivers.ignite.txcontext import TxBinding, active_tx
+from drivers.limits import Limiter
 from drivers.retry import Retrier
 
 Decoder = Callable[[memoryview, int, BinaryTypeRegistry], Any]
@@ -102,6 +103,8 @@ class Session:
         self.calls = calls
         self.closed = True
         self.retrier = Retrier(config.retry, (IgniteConnectionError,), give_up=lambda: self.closed)
+        self.queries = Limiter("ignite", config.limit, wait_s=config.query_wait_timeout_s,  # SQL and scan queries
+                               wait_unbudgeted_s=config.request_timeout_s)
         self.latency_counts = [0] * (len(LATENCY_BUCKETS) + 1)
         self.latency_sum_s = 0.0
 

@@ -16,7 +16,8 @@ occupancy is counted from PyMongo's connection-pool events (called on the loop).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pymongo
@@ -29,6 +30,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from drivers import budget
 from drivers.base import Calls, ClientStats, LifecycleMixin, client_stats, converted
 from drivers.errors import BackendError, BackendTimeout, BackendUnavailable, DriverError, InterfaceError
+from drivers.limits import Limiter
 from drivers.mongo.config import MongoConfig
 
 Document = dict[str, Any]
@@ -99,44 +101,53 @@ class _PoolCounter(monitoring.ConnectionPoolListener):
 
 
 class Collection:
-    """One collection through the client's boundary: errors converted, calls observed, one deadline each."""
+    """One collection through the client's boundary: errors converted, calls observed and limited, one deadline."""
 
-    __slots__ = ("_calls", "_timeout_s", "raw")
+    __slots__ = ("_calls", "_limiter", "_timeout_s", "raw")
 
-    def __init__(self, raw: AsyncCollection[Document], calls: Calls, timeout_s: float) -> None:
+    def __init__(self, raw: AsyncCollection[Document], calls: Calls, limiter: Limiter, timeout_s: float) -> None:
         self.raw = raw        # PyMongo's own collection, for anything not wrapped here (unconverted errors)
         self._calls = calls
+        self._limiter = limiter
         self._timeout_s = timeout_s
 
-    def _deadline(self) -> Any:
-        return pymongo.timeout(budget.limit(self._timeout_s, "mongo"))
+    @asynccontextmanager
+    async def _call(self, op: str) -> AsyncIterator[None]:
+        """The boundary of one call: observed, errors converted, a slot of the limiter, one deadline."""
+        with self._calls.call(op), converted(_convert):
+            began = await self._limiter.acquire()
+            try:
+                with pymongo.timeout(budget.limit(self._timeout_s, "mongo")):
+                    yield
+            finally:
+                self._limiter.release(began)
 
     def __repr__(self) -> str:
         return f"<Collection {self.raw.full_name}>"
 
     async def find_one(self, filter: Mapping[str, Any], projection: Mapping[str, Any] | None = None,
                        ) -> Document | None:
-        with self._calls.call("find_one"), converted(_convert), self._deadline():
+        async with self._call("find_one"):
             return await self.raw.find_one(filter, projection)
 
     async def find(self, filter: Mapping[str, Any], projection: Mapping[str, Any] | None = None, *,
                    limit: int = 0) -> list[Document]:
         """Every matching document (at most ``limit``; 0: no limit), read to the end."""
-        with self._calls.call("find"), converted(_convert), self._deadline():
+        async with self._call("find"):
             return [doc async for doc in self.raw.find(filter, projection, limit=limit)]
 
     async def insert_one(self, doc: Document) -> Any:
         """Store ``doc``; its ``_id``."""
-        with self._calls.call("insert_one"), converted(_convert), self._deadline():
+        async with self._call("insert_one"):
             return (await self.raw.insert_one(doc)).inserted_id
 
     async def insert_many(self, docs: Sequence[Document], *, ordered: bool = True) -> list[Any]:
-        with self._calls.call("insert_many"), converted(_convert), self._deadline():
+        async with self._call("insert_many"):
             return list((await self.raw.insert_many(docs, ordered=ordered)).inserted_ids)
 
     async def delete_many(self, filter: Mapping[str, Any]) -> int:
         """Delete every matching document; how many there were."""
-        with self._calls.call("delete_many"), converted(_convert), self._deadline():
+        async with self._call("delete_many"):
             return int((await self.raw.delete_many(filter)).deleted_count)
 
 
@@ -149,6 +160,8 @@ class MongoClient(LifecycleMixin):
         c = self.config = config or MongoConfig()
         self.address = c.address
         self.calls = Calls("mongo")
+        self.limiter = Limiter("mongo", c.limit.capped(c.pool_max), wait_s=c.pool_wait_timeout_s,
+                               wait_unbudgeted_s=c.socket_timeout_s)
         self._pool = _PoolCounter()
         self._client: AsyncMongoClient[Document] = AsyncMongoClient(
             c.host, c.port, directConnection=True, maxPoolSize=c.pool_max,
@@ -168,7 +181,8 @@ class MongoClient(LifecycleMixin):
         """The named collection of the application database (made once, without I/O)."""
         found = self._collections.get(name)
         if found is None:
-            found = self._collections[name] = Collection(self.db[name], self.calls, self.config.socket_timeout_s)
+            found = self._collections[name] = Collection(self.db[name], self.calls, self.limiter,
+                                                         self.config.socket_timeout_s)
         return found
 
     async def start(self) -> None:
@@ -194,4 +208,4 @@ class MongoClient(LifecycleMixin):
         pool = self._pool
         return client_stats(self.calls, address=self.address, connected=pool.open > 0,
                             pool=(pool.in_use, max(0, pool.open - pool.in_use), self.config.pool_max),
-                            detail={"started": self._started})
+                            detail={"started": self._started, "limit": self.limiter.stats()})

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from drivers.limits import LimitConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -11,11 +13,16 @@ class MongoConfig:
     port: int = 27017
     database: str = "app"
     pool_max: int = 50
+    # Inside a request's budget, a call that cannot start (no slot of the limit) waits this long,
+    # then is turned away (503); work without a budget waits up to socket_timeout_s.
+    pool_wait_timeout_s: float = 0.2
     server_selection_timeout_s: float = 2.0
     connect_timeout_s: float = 2.0
     # A call's whole deadline (PyMongo's client-side operation timeout): server selection, pool
     # wait, the retry of a read, every round trip — all inside it, and inside the budget if less.
     socket_timeout_s: float = 10.0
+    # Calls at once, learnt from latency and the event loop's lag (never above pool_max).
+    limit: LimitConfig = field(default_factory=LimitConfig)
 
     @property
     def address(self) -> str:

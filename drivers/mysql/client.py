@@ -10,9 +10,11 @@ Every query crosses the client's boundary (``calls``): counted and, with an
 observer attached, reported as "fetchone", "fetchall" or "execute".
 
 Deadlines: a query (pool wait included) gets ``query_timeout_s``, or what is left
-of the budget it runs in (``drivers.budget``) if that is less.  Waiting for a free
-connection is bounded by ``pool_wait_timeout_s`` too: a caller that finds every
-connection busy for that long gets ``BackendBusy`` at once, not a timeout later.
+of the budget it runs in (``drivers.budget``) if that is less.  Inside a budget (a
+request) waiting to start — for a slot of the adaptive limit (``drivers.limits``)
+or a pool connection — is bounded by ``pool_wait_timeout_s`` too: a caller that
+cannot start in that time gets ``BackendBusy`` at once, not a timeout later.  Work
+without a budget (a script) waits up to ``query_timeout_s`` instead.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import aiomysql
 from drivers import budget
 from drivers.base import Calls, ClientStats, LifecycleMixin, client_stats, converted
 from drivers.errors import BackendError, BackendTimeout, BackendUnavailable, DriverError
+from drivers.limits import Limiter
 from drivers.mysql.config import MySQLConfig
 from drivers.mysql.pool import Pool
 
@@ -58,6 +61,8 @@ class MySQLClient(LifecycleMixin):
                                             db=c.database, connect_timeout=c.connect_timeout_s, autocommit=True)
         self.query_timeout_s = c.query_timeout_s
         self.calls = Calls("mysql")
+        self.limiter = Limiter("mysql", c.limit.capped(c.pool_max), wait_s=c.pool_wait_timeout_s,
+                               wait_unbudgeted_s=c.query_timeout_s)
         self._pool: Pool | None = None
 
     def __repr__(self) -> str:
@@ -89,11 +94,15 @@ class MySQLClient(LifecycleMixin):
             raise BackendUnavailable("mysql: client is not started", backend="mysql")
         pool = self._pool
         own = self.query_timeout_s if timeout_s is None else timeout_s
+        limiter = self.limiter
         with self.calls.call(op) if op is not None else nullcontext(), converted(_convert):
             limit = budget.limit(own, "mysql")
+            began = await limiter.acquire()
             try:
                 async with asyncio.timeout(limit):
-                    conn = await pool.acquire(min(self.config.pool_wait_timeout_s, limit))
+                    # Fail fast for a request (a budget); work without one waits up to its own timeout.
+                    wait = limit if budget.deadline() is None else min(self.config.pool_wait_timeout_s, limit)
+                    conn = await pool.acquire(wait)
                     try:
                         async with conn.cursor() as cur:
                             yield cur
@@ -107,6 +116,8 @@ class MySQLClient(LifecycleMixin):
                 why = " (what was left of the request's budget)" if limit < own else ""
                 raise BackendTimeout(f"mysql: no result within {limit:.3g} s{why}", backend="mysql",
                                      waited_s=limit) from None
+            finally:
+                limiter.release(began)
 
     async def fetchone(self, sql: str, args: Sequence[Any] = (), *,
                        timeout_s: float | None = None) -> tuple[Any, ...] | None:
@@ -141,4 +152,4 @@ class MySQLClient(LifecycleMixin):
         return client_stats(self.calls, address=self.address, connected=pool.last_error is None,
                             pool=(pool.in_use, pool.idle, pool.maxsize),
                             detail={"started": True, "size": pool.size, "waiting": pool.waiting, "busy": pool.busy,
-                                    "hold_s": round(pool.hold_s, 4)})
+                                    "hold_s": round(pool.hold_s, 4), "limit": self.limiter.stats()})

@@ -10,6 +10,7 @@ import pytest
 
 from app.settings import Settings
 from drivers.errors import BackendError, BackendTimeout
+from drivers.limits import LimitConfig
 from drivers.mysql import MySQLClient
 
 
@@ -17,10 +18,11 @@ from drivers.mysql import MySQLClient
 async def small(settings: Settings) -> AsyncIterator[MySQLClient]:
     """A client whose pool holds at most 4 connections, and whose callers queue for them up to 5 s.
 
-    (The default ``pool_wait_timeout_s`` turns a caller away after 0.2 s: these tests are about queueing.)
+    (The default ``pool_wait_timeout_s`` turns a caller away after 0.2 s: these tests are about queueing.
+    The adaptive limit is off: these tests are about the pool alone.)
     """
     client = MySQLClient(dataclasses.replace(settings.mysql, pool_min=1, pool_max=4, query_timeout_s=5,
-                                             pool_wait_timeout_s=5))
+                                             pool_wait_timeout_s=5, limit=LimitConfig(enabled=False)))
     await client.start()
     yield client
     await client.aclose()

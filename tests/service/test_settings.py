@@ -81,9 +81,12 @@ def test_every_setting_can_be_set_from_the_environment(monkeypatch: pytest.Monke
     assert _get(load_settings(), path) == expected
 
 
+RATIOS = {"backoff", "latency_tolerance"}   # the floats that are factors, not durations
+
+
 def test_every_duration_ends_in_s() -> None:
     durations = [".".join(p) for p, kind in LEAVES if kind in (float, float | None)
-                 and not p[-1].endswith("_s")]
+                 and not p[-1].endswith("_s") and p[-1] not in RATIOS]
     assert not durations, f"durations without the _s suffix: {durations}"
 
 

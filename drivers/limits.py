@@ -1,0 +1,255 @@
+"""Adaptive concurrency limits: how many calls to one backend may run at once, learnt from latency.
+
+    limiter = Limiter("mysql", LimitConfig(), wait_s=0.2)
+    began = await limiter.acquire()          # a slot, or BackendBusy (nothing was sent)
+    try:
+        ...the call...
+    finally:
+        limiter.release(began)
+
+Rules of this file:
+- Each backend client has one ``Limiter``.  A call takes a slot before anything is
+  sent and gives it back when its answer (or error) is in; ``in_flight`` never
+  exceeds ``limit``.
+- The limit moves by AIMD, once per ``window_s`` at most: down by ``backoff``
+  (multiplicative) when the window saw congestion, up by one when the limit was
+  what held calls back and nothing was congested.  Congestion is either of:
+  the event loop answering late (``LoopLag``: a timer every ``lag_every_s`` fires
+  later than ``lag_target_s``: the process's CPU is saturated, and every route,
+  cheap ones too, waits behind the work), or the backend's own latency rising
+  (the window's mean call time above ``latency_tolerance`` times the shortest
+  seen recently, plus ``latency_slack_s``).
+- A call that finds no free slot waits in a FIFO queue.  Inside a budget
+  (``drivers.budget``: a request's) it waits at most ``wait_s`` (the driver's pool
+  or query wait setting) and never past the budget; a caller that cannot get a
+  slot in time is turned away with ``BackendBusy`` (a 503 with ``Retry-After`` in
+  the service), at once when the queue ahead of it cannot clear in time.  Work
+  without a budget (a script, a batch) waits up to ``wait_unbudgeted_s`` (the
+  call's own timeout): it would rather be slow than refused.
+- A freed slot goes to the longest-waiting caller; callers that gave up (their
+  budget ended, they were cancelled) are skipped, and a slot handed to a caller
+  that was cancelled at the same moment is passed on.
+- Disabled (``enabled=False``), ``acquire`` only counts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+import math
+import time
+import weakref
+from dataclasses import dataclass
+from typing import Any
+
+from drivers import budget
+from drivers.errors import BackendBusy
+
+
+@dataclass(frozen=True, slots=True)
+class LimitConfig:
+    enabled: bool = True
+    initial: int = 32            # calls at once before anything is learnt
+    min: int = 4                 # never fewer
+    max: int = 512               # never more
+    window_s: float = 0.05       # how often the limit may move
+    backoff: float = 0.9         # the factor a congested window multiplies the limit by
+    lag_target_s: float = 0.005  # the event loop answering later than this is congestion
+    latency_tolerance: float = 2.0   # the window's mean call time above this x the recent shortest ...
+    latency_slack_s: float = 0.005  # ... plus this, is congestion
+
+    def capped(self, most: int) -> LimitConfig:
+        """This config with every bound at most ``most`` (a pool's size: no point in more calls than connections)."""
+        return dataclasses.replace(self, initial=min(self.initial, most), min=min(self.min, most),
+                                   max=min(self.max, most))
+
+
+class LoopLag:
+    """How late the event loop runs a timer: sampled every ``every_s`` while someone watches; one per loop."""
+
+    def __init__(self, every_s: float = 0.005) -> None:
+        self.every_s = every_s
+        self._samples: collections.deque[tuple[float, float]] = collections.deque(maxlen=512)  # (when, lag)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._handle: asyncio.TimerHandle | None = None
+        self._due = 0.0
+        self._watchers = 0
+
+    def watch(self) -> None:
+        self._watchers += 1
+        if self._handle is None:
+            self._loop = asyncio.get_running_loop()
+            self._due = self._loop.time() + self.every_s
+            self._handle = self._loop.call_at(self._due, self._tick)
+
+    def unwatch(self) -> None:
+        self._watchers = max(0, self._watchers - 1)
+        if self._watchers == 0 and self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+    def _tick(self) -> None:
+        assert self._loop is not None
+        now = self._loop.time()
+        self._samples.append((now, now - self._due))
+        self._due = now + self.every_s
+        self._handle = self._loop.call_at(self._due, self._tick)
+
+    def worst_since(self, seconds: float) -> float:
+        """The worst lag sampled in the last ``seconds``."""
+        if self._loop is None:
+            return 0.0
+        since = self._loop.time() - seconds
+        return max((lag for when, lag in reversed(self._samples) if when >= since), default=0.0)
+
+
+_lags: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopLag] = weakref.WeakKeyDictionary()
+
+
+def loop_lag() -> LoopLag:
+    """The lag sampler of the running loop (one shared by every limiter on it)."""
+    loop = asyncio.get_running_loop()
+    lag = _lags.get(loop)
+    if lag is None:
+        lag = _lags[loop] = LoopLag()
+    return lag
+
+
+class Limiter:
+    __slots__ = (
+        "_calls",
+        "_held_back",
+        "_lag",
+        "_latency_sum",
+        "_min_latency",
+        "_min_latency_at",
+        "_waiters",
+        "_window_end",
+        "backend",
+        "config",
+        "in_flight",
+        "latency_s",
+        "limit",
+        "shed",
+        "wait_s",
+        "wait_unbudgeted_s",
+        "waits",
+    )
+
+    def __init__(self, backend: str, config: LimitConfig | None = None, *, wait_s: float = 0.2,
+                 wait_unbudgeted_s: float = 10.0) -> None:
+        self.backend = backend
+        self.wait_s = wait_s                        # longest a call with a budget waits for a slot
+        self.wait_unbudgeted_s = wait_unbudgeted_s  # ... and one without
+        self.config = c = config or LimitConfig()
+        self.limit = float(min(max(c.initial, c.min), c.max))
+        self.in_flight = 0
+        self.shed = 0                # callers turned away
+        self.waits = 0               # callers that had to queue
+        self.latency_s = 0.0         # a call's time, exponentially weighted (for the queue's expected wait)
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._lag: LoopLag | None = None
+        self._window_end = 0.0
+        self._calls = 0
+        self._latency_sum = 0.0
+        self._min_latency = math.inf
+        self._min_latency_at = 0.0
+        self._held_back = False
+
+    def __repr__(self) -> str:
+        return (f"<Limiter {self.backend} limit={self.limit:.0f} in_flight={self.in_flight} "
+                f"queued={self.queued}>")
+
+    @property
+    def queued(self) -> int:
+        return sum(1 for f in self._waiters if not f.done())
+
+    # -- slots ---------------------------------------------------------------------------------
+
+    async def acquire(self) -> float:
+        """Take a slot (waiting in line if none is free); the monotonic time the call starts."""
+        if self.in_flight < self.limit or not self.config.enabled:
+            self.in_flight += 1
+            return time.monotonic()
+        return await self._wait()
+
+    async def _wait(self) -> float:
+        if self._lag is None:
+            self._lag = loop_lag()
+            self._lag.watch()
+        self._held_back = True
+        left = budget.remaining()
+        wait_s = self.wait_unbudgeted_s if left is None else min(self.wait_s, left)
+        ahead = self.queued
+        if wait_s <= 0 or ahead / max(self.limit, 1.0) * self.latency_s > wait_s:
+            raise self._busy(f"{self.backend}: {ahead} calls wait for one of {self.limit:.0f} slots already; "
+                             f"this one could not start within {max(wait_s, 0):.3g} s")
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(fut)
+        self.waits += 1
+        try:
+            async with asyncio.timeout(wait_s):
+                await fut
+        except TimeoutError:
+            raise self._busy(f"{self.backend}: no free slot (limit {self.limit:.0f}) within {wait_s:.3g} s") from None
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():   # a slot was handed over just before: pass it on
+                self.in_flight -= 1
+                self._hand_over()
+            raise
+        return time.monotonic()   # the slot was counted when it was handed over
+
+    def _busy(self, message: str) -> BackendBusy:
+        self.shed += 1
+        retry_after = max(1.0, math.ceil(self.latency_s * (1 + self.queued / max(self.limit, 1.0))))
+        return BackendBusy(message, backend=self.backend, retry_after_s=retry_after)
+
+    def release(self, began: float) -> None:
+        """Give the slot back; ``began`` is what ``acquire`` returned (the call's latency is learnt from it)."""
+        now = time.monotonic()
+        self.in_flight -= 1
+        latency = now - began
+        self._calls += 1
+        self._latency_sum += latency
+        self.latency_s += 0.1 * (latency - self.latency_s)
+        if latency < self._min_latency or now - self._min_latency_at > 10.0:
+            self._min_latency, self._min_latency_at = latency, now
+        if now >= self._window_end:
+            self._adapt(now)
+        if self._waiters:
+            self._hand_over()
+
+    def _hand_over(self) -> None:
+        waiters = self._waiters
+        while waiters and self.in_flight < self.limit:
+            fut = waiters.popleft()
+            if not fut.done():
+                self.in_flight += 1
+                fut.set_result(None)
+
+    # -- learning ------------------------------------------------------------------------------
+
+    def _adapt(self, now: float) -> None:
+        c = self.config
+        if not c.enabled:
+            self._window_end = now + c.window_s
+            return
+        lag = self._lag.worst_since(c.window_s) if self._lag is not None else 0.0
+        mean = self._latency_sum / self._calls if self._calls else 0.0
+        slow = self._calls > 0 and mean > self._min_latency * c.latency_tolerance + c.latency_slack_s
+        if lag > c.lag_target_s or slow:
+            self.limit = max(float(c.min), self.limit * c.backoff)
+        elif self._held_back:
+            self.limit = min(float(c.max), self.limit + 1.0)
+        elif self._lag is not None and not self._waiters:
+            self._lag.unwatch()   # nobody is held back: stop sampling the loop
+            self._lag = None
+        self._held_back = bool(self._waiters)
+        self._calls = 0
+        self._latency_sum = 0.0
+        self._window_end = now + c.window_s
+
+    def stats(self) -> dict[str, Any]:
+        return {"limit": round(self.limit), "in_flight": self.in_flight, "queued": self.queued, "shed": self.shed,
+                "waited": self.waits}
