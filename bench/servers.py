@@ -30,7 +30,9 @@ VARIANTS: dict[str, str] = {
     "threadpool": "the same calls via run_in_executor on a thread pool",
     "celery": "the same calls as Celery tasks (Redis broker + result backend), awaited without blocking",
     "project": "this project (python -m app serve)",
+    "unlimited": "this project with its adaptive concurrency limits off (as it was before them)",
 }
+UNLIMITED = {f"ASYNCSTACK_{backend}__LIMIT__ENABLED": "false" for backend in ("MYSQL", "MONGO", "IGNITE")}
 HELLO = "hello"
 READY_PATH = "/mysql/items/1"  # a backend round trip through the variant's own path
 
@@ -88,8 +90,10 @@ def _commands(name: str, port: int, *, threads: int, mysql_pool: int) -> tuple[l
     py = sys.executable
     if name == HELLO:
         return [[py, "-m", "bench.hello", str(port)]], {}
-    if name == "project":
+    if name in ("project", "unlimited"):
         env = {"ASYNCSTACK_SERVER__ACCESS_LOG": "false", "ASYNCSTACK_MYSQL__POOL_MAX": str(mysql_pool)}
+        if name == "unlimited":
+            env.update(UNLIMITED)
         return [[py, "-m", "app", "serve", "--port", str(port)]], env
     if name == "blocking":
         return [[py, "-m", "bench.variants.blocking", "--port", str(port)]], {}

@@ -12,13 +12,15 @@ Rules of this file:
   sent and gives it back when its answer (or error) is in; ``in_flight`` never
   exceeds ``limit``.
 - The limit moves by AIMD, once per ``window_s`` at most: down by ``backoff``
-  (multiplicative) when the window saw congestion, up by one when the limit was
-  what held calls back and nothing was congested.  Congestion is either of:
-  the event loop answering late (``LoopLag``: a timer every ``lag_every_s`` fires
-  later than ``lag_target_s``: the process's CPU is saturated, and every route,
-  cheap ones too, waits behind the work), or the backend's own latency rising
-  (the window's mean call time above ``latency_tolerance`` times the shortest
-  seen recently, plus ``latency_slack_s``).
+  (multiplicative) when the window saw congestion, up by the square root of the
+  limit (as many calls as a short queue holds) when the limit was what held
+  calls back and nothing was congested.  Congestion is either of:
+  the event loop answering late (``LoopLag``: a timer every 5 ms fires later
+  than ``lag_target_s``: the process's CPU is saturated, and every route, cheap
+  ones too, waits behind the work), or the backend's own latency rising (the
+  window's mean call time above ``latency_tolerance`` times its long-run mean,
+  plus ``latency_slack_s``: a backend slowing down, whatever mix of fast and
+  slow calls it normally serves).
 - A call that finds no free slot waits in a FIFO queue.  Inside a budget
   (``drivers.budget``: a request's) it waits at most ``wait_s`` (the driver's pool
   or query wait setting) and never past the budget; a caller that cannot get a
@@ -38,7 +40,6 @@ import asyncio
 import collections
 import dataclasses
 import math
-import time
 import weakref
 from dataclasses import dataclass
 from typing import Any
@@ -56,7 +57,7 @@ class LimitConfig:
     window_s: float = 0.05       # how often the limit may move
     backoff: float = 0.9         # the factor a congested window multiplies the limit by
     lag_target_s: float = 0.005  # the event loop answering later than this is congestion
-    latency_tolerance: float = 2.0   # the window's mean call time above this x the recent shortest ...
+    latency_tolerance: float = 2.0   # the window's mean call time above this x the long-run mean ...
     latency_slack_s: float = 0.005  # ... plus this, is congestion
 
     def capped(self, most: int) -> LimitConfig:
@@ -116,14 +117,17 @@ def loop_lag() -> LoopLag:
     return lag
 
 
+def _now() -> float:
+    return asyncio.get_running_loop().time()
+
+
 class Limiter:
     __slots__ = (
         "_calls",
         "_held_back",
         "_lag",
         "_latency_sum",
-        "_min_latency",
-        "_min_latency_at",
+        "_long_latency_s",
         "_waiters",
         "_window_end",
         "backend",
@@ -153,8 +157,7 @@ class Limiter:
         self._window_end = 0.0
         self._calls = 0
         self._latency_sum = 0.0
-        self._min_latency = math.inf
-        self._min_latency_at = 0.0
+        self._long_latency_s = 0.0   # the long-run mean call time (exponentially weighted, slowly)
         self._held_back = False
 
     def __repr__(self) -> str:
@@ -168,10 +171,10 @@ class Limiter:
     # -- slots ---------------------------------------------------------------------------------
 
     async def acquire(self) -> float:
-        """Take a slot (waiting in line if none is free); the monotonic time the call starts."""
+        """Take a slot (waiting in line if none is free); the time the call starts (the loop's clock)."""
         if self.in_flight < self.limit or not self.config.enabled:
             self.in_flight += 1
-            return time.monotonic()
+            return _now()
         return await self._wait()
 
     async def _wait(self) -> float:
@@ -198,7 +201,7 @@ class Limiter:
                 self.in_flight -= 1
                 self._hand_over()
             raise
-        return time.monotonic()   # the slot was counted when it was handed over
+        return _now()   # the slot was counted when it was handed over
 
     def _busy(self, message: str) -> BackendBusy:
         self.shed += 1
@@ -207,14 +210,13 @@ class Limiter:
 
     def release(self, began: float) -> None:
         """Give the slot back; ``began`` is what ``acquire`` returned (the call's latency is learnt from it)."""
-        now = time.monotonic()
+        now = _now()
         self.in_flight -= 1
         latency = now - began
         self._calls += 1
         self._latency_sum += latency
         self.latency_s += 0.1 * (latency - self.latency_s)
-        if latency < self._min_latency or now - self._min_latency_at > 10.0:
-            self._min_latency, self._min_latency_at = latency, now
+        self._long_latency_s += (0.01 if self._long_latency_s else 1.0) * (latency - self._long_latency_s)
         if now >= self._window_end:
             self._adapt(now)
         if self._waiters:
@@ -237,11 +239,11 @@ class Limiter:
             return
         lag = self._lag.worst_since(c.window_s) if self._lag is not None else 0.0
         mean = self._latency_sum / self._calls if self._calls else 0.0
-        slow = self._calls > 0 and mean > self._min_latency * c.latency_tolerance + c.latency_slack_s
+        slow = self._calls > 0 and mean > self._long_latency_s * c.latency_tolerance + c.latency_slack_s
         if lag > c.lag_target_s or slow:
             self.limit = max(float(c.min), self.limit * c.backoff)
         elif self._held_back:
-            self.limit = min(float(c.max), self.limit + 1.0)
+            self.limit = min(float(c.max), self.limit + math.sqrt(self.limit))
         elif self._lag is not None and not self._waiters:
             self._lag.unwatch()   # nobody is held back: stop sampling the loop
             self._lag = None
