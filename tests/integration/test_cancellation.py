@@ -1,0 +1,143 @@
+"""MySQL and MongoDB: a call cancelled or timed out at any moment never hands its reply to another caller.
+
+Each call asks for a token of its own (``SELECT %s`` / ``find_one({"_id": token})``);
+some are cancelled at random moments (before they are sent, while the server
+works, while the reply is read), some run out of time through a short deadline.
+Every answer that does arrive must be the caller's own token, and the client
+must still answer correctly afterwards: a connection whose call was interrupted
+must never be handed to the next caller with a reply still in it.
+
+The servers are the real ones of the local stack; the random choices use a fixed seed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import random
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from app.settings import Settings
+from drivers import budget
+from drivers.errors import BackendBusy, BackendTimeout
+from drivers.mongo import MongoClient
+from drivers.mongo.client import Collection
+from drivers.mysql import MySQLClient
+
+ROUNDS = 5
+CALLS = 200
+
+
+def token() -> str:
+    return uuid.uuid4().hex
+
+
+async def storm(rng: random.Random, tokens: list[str], call: Callable[[str, float | None], Awaitable[Any]],
+                own: Callable[[str, Any], bool]) -> Counter[str]:
+    """One round: every token asked for at once, a third cancelled at random moments, a fifth with a short
+    deadline.  Checks each outcome; counts them by kind."""
+    loop = asyncio.get_running_loop()
+    deadlines = [rng.uniform(0.0005, 0.02) if rng.random() < 0.2 else None for _ in tokens]
+    tasks = [asyncio.ensure_future(call(t, d)) for t, d in zip(tokens, deadlines, strict=True)]
+    for task in rng.sample(tasks, len(tasks) // 3):
+        delay = rng.choice([0.0, rng.uniform(0, 0.002), rng.uniform(0, 0.03)])  # unsent, in flight, being read
+        loop.call_later(delay, task.cancel)
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    kinds: Counter[str] = Counter()
+    for t, deadline, result in zip(tokens, deadlines, results, strict=True):
+        if isinstance(result, asyncio.CancelledError):
+            kinds["cancelled"] += 1
+        elif isinstance(result, BackendTimeout):
+            assert deadline is not None, f"a call without a short deadline timed out: {result!r}"
+            kinds["timed out"] += 1
+        elif isinstance(result, BackendBusy):
+            kinds["busy"] += 1     # turned away before anything was sent
+        elif isinstance(result, BaseException):
+            raise AssertionError(f"call for {t} failed with {result!r}") from result
+        else:
+            assert own(t, result), f"call for {t} got someone else's answer: {result!r}"
+            kinds["answered"] += 1
+    return kinds
+
+
+async def afterwards_every_call_gets_its_own(tokens: list[str], call: Callable[[str, float | None], Awaitable[Any]],
+                                             own: Callable[[str, Any], bool]) -> None:
+    results = await asyncio.gather(*(call(t, None) for t in tokens))
+    wrong = [(t, r) for t, r in zip(tokens, results, strict=True) if not own(t, r)]
+    assert not wrong, wrong[:5]
+
+
+# -- MySQL -------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def mysql(settings: Settings) -> AsyncIterator[MySQLClient]:
+    """A pool of 10 whose callers may queue for a connection (the default turns them away after 0.2 s)."""
+    client = MySQLClient(dataclasses.replace(settings.mysql, pool_max=10, pool_wait_timeout_s=5, query_timeout_s=10))
+    await client.start()
+    yield client
+    await client.aclose()
+
+
+async def test_mysql_interrupted_queries_never_hand_a_row_to_another_caller(mysql: MySQLClient) -> None:
+    rng = random.Random(2013)
+
+    async def call(t: str, deadline: float | None) -> Any:
+        # A short server-side pause on some queries: interruptions land while the server works, too.
+        pause = rng.choice([0, 0, 0.001, 0.005])
+        return await mysql.fetchone("SELECT %s, SLEEP(%s)", (t, pause), timeout_s=deadline)
+
+    def own(t: str, row: Any) -> bool:
+        return row is not None and row[0] == t
+
+    total: Counter[str] = Counter()
+    for _ in range(ROUNDS):
+        total += await storm(rng, [token() for _ in range(CALLS)], call, own)
+    assert total["answered"] and total["cancelled"] and total["timed out"], total
+    await afterwards_every_call_gets_its_own([token() for _ in range(100)], call, own)
+    stats = mysql.stats()
+    assert stats["pool_in_use"] == 0, stats
+    assert stats["detail"]["size"] <= 10, stats
+
+
+# -- MongoDB -------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def mongo(settings: Settings) -> AsyncIterator[Collection]:
+    """A collection of its own holding one document per token asked for (``_id`` and ``v`` both the token)."""
+    client = MongoClient(settings.mongo)
+    await client.start()
+    name = f"cancellation_{token()}"
+    try:
+        yield client.collection(name)
+    finally:
+        await client.db.drop_collection(name)
+        await client.aclose()
+
+
+async def test_mongo_interrupted_finds_never_hand_a_document_to_another_caller(mongo: Collection) -> None:
+    rng = random.Random(28858)
+    rounds = [[token() for _ in range(CALLS)] for _ in range(ROUNDS)]
+    spare = [token() for _ in range(100)]
+    await mongo.insert_many([{"_id": t, "v": t} for t in [*(t for r in rounds for t in r), *spare]])
+
+    async def call(t: str, deadline: float | None) -> Any:
+        if deadline is None:
+            return await mongo.find_one({"_id": t})
+        with budget.within(deadline):   # the request budget the service gives each call
+            return await mongo.find_one({"_id": t})
+
+    def own(t: str, doc: Any) -> bool:
+        return doc == {"_id": t, "v": t}
+
+    total: Counter[str] = Counter()
+    for tokens in rounds:
+        total += await storm(rng, tokens, call, own)
+    assert total["answered"] and total["cancelled"] and total["timed out"], total
+    await afterwards_every_call_gets_its_own(spare, call, own)   # inserted with the others, never asked for yet
