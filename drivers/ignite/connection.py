@@ -15,7 +15,11 @@ Rules of this file:
 - Any desync (bad frame, unknown reply) fails every pending request with the
   protocol error and closes the socket: no attempt to resynchronise.
 - States (``kit.State``): CONNECTING -> HANDSHAKING -> READY -> CLOSED; CLOSED is final.
-- Its liveness rule, heartbeats (feature HEARTBEAT): right after the handshake
+- Its liveness rules.  A connection that produced no reply at all for twice the
+  request timeout while requests wait (a blackholed or half-open node: each
+  request fails on its deadline, but none will ever be answered again) is
+  closed, and the router opens a new one (the outbox's stuck check).
+  Heartbeats (feature HEARTBEAT): right after the handshake
   the node's idle timeout is asked once (op 2, not waited for); a timer then sends
   op 1 whenever no request left for one interval (a third of that timeout, or
   ``heartbeat_interval_s``), at most one in flight.  A failed heartbeat (or op 2)
@@ -99,7 +103,8 @@ class Connection(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._pending: dict[int, asyncio.Future[Reply]] = {}
         self._out: Outbox[int] = Outbox(loop, config.request_timeout_s, alive=self._pending.__contains__,
-                                        expire=self._timeout, expire_own=self._timeout_own)
+                                        expire=self._timeout, expire_own=self._timeout_own,
+                                        stuck_after_s=2 * config.request_timeout_s, on_stuck=self._stuck)
         self._next_id = 0
         self._handshake: asyncio.Future[HandshakeAccepted | HandshakeRejected] | None = None
         self._on_topology = on_topology
@@ -199,6 +204,8 @@ class Connection(asyncio.Protocol):
                 if frames:
                     raise RemoteProtocolError("the node sent frames before the handshake completed")
                 return
+            if frames:
+                self._out.replied()
             for frame in frames:
                 self._dispatch(frame)
         except RemoteProtocolError as exc:
@@ -268,6 +275,10 @@ class Connection(asyncio.Protocol):
         if fut is not None and not fut.done():
             self.counters.timeouts += 1
             fut.set_exception(IgniteTimeout(f"{self.where}: no reply within {timeout_s:.3g} s", waited_s=timeout_s))
+
+    def _stuck(self, quiet_s: float) -> None:
+        self._fail(IgniteConnectionError(f"{self.where}: no reply at all for {quiet_s:.1f} s while requests "
+                                         "waited; connection closed"))
 
     @property
     def in_flight(self) -> int:

@@ -14,9 +14,13 @@ Rules of this file:
   C-level methods, checked once per request — and what to do with one whose
   time is up: ``expire(key)``, or ``expire_own(key, timeout_s)`` for one sent
   with its own timeout.  Answered requests are forgotten lazily, at the head.
-- ``on_sweep(now)`` runs on every sweep: the pump's liveness check (is the peer
-  answering at all?).  It returns True to keep the sweep running even when no
-  deadline is pending.
+- A peer that stopped answering: with ``stuck_after_s``, the pump calls
+  ``replied()`` whenever replies arrive; when the oldest request sent since the
+  last reply has waited ``stuck_after_s`` without any reply at all, the pump is
+  told (``on_stuck(seconds)``) and closes the connection.  Each request's own
+  deadline still fails it on time (and it may leave the pump's table then); this
+  catches the connection that will never answer again (a blackholed or half-open
+  peer), so that it is replaced.  The sweep runs while such a request is out.
 - ``close`` (the connection closed) drops unsent bytes, cancels both timers and
   forgets every deadline; nothing is written or expired after it.
 - Sending a request is the hot path of every driver: one method call does the
@@ -38,14 +42,34 @@ Chunk = bytes | bytearray
 
 
 class Outbox(Generic[K]):
-    __slots__ = ("_alive", "_done", "_expire", "_expire_own", "_fifo", "_heap", "_loop", "_on_sweep", "_out",
-                 "_scheduled",
-                 "_seq", "_sweeper", "_timer", "_timer_at", "closed", "period_s", "timeout_s", "transport", "writes")
+    __slots__ = (
+        "_alive",
+        "_awaiting_since",
+        "_done",
+        "_expire",
+        "_expire_own",
+        "_fifo",
+        "_heap",
+        "_loop",
+        "_on_stuck",
+        "_out",
+        "_scheduled",
+        "_seq",
+        "_stuck_after_s",
+        "_sweeper",
+        "_timer",
+        "_timer_at",
+        "closed",
+        "period_s",
+        "timeout_s",
+        "transport",
+        "writes",
+    )
 
     def __init__(self, loop: asyncio.AbstractEventLoop, timeout_s: float = 0.0, *,
                  expire: Callable[[K], None] | None = None, done: Callable[[K], bool] | None = None,
-                 alive: Callable[[K], bool] | None = None, on_sweep: Callable[[float], bool] | None = None,
-                 expire_own: Callable[[K, float], None] | None = None) -> None:
+                 alive: Callable[[K], bool] | None = None, expire_own: Callable[[K, float], None] | None = None,
+                 stuck_after_s: float | None = None, on_stuck: Callable[[float], None] | None = None) -> None:
         """``Outbox(loop)`` batches writes only; with ``expire`` (and ``done`` or ``alive``) it keeps deadlines."""
         if expire is not None and (done is None) == (alive is None):
             raise TypeError("an Outbox with deadlines needs exactly one of done= and alive=")
@@ -56,7 +80,9 @@ class Outbox(Generic[K]):
         self._alive = alive
         self._expire: Callable[[K], None] = expire or _no_deadlines
         self._expire_own: Callable[[K, float], None] = expire_own or (lambda key, timeout_s: self._expire(key))
-        self._on_sweep = on_sweep
+        self._stuck_after_s = stuck_after_s if on_stuck is not None else None
+        self._on_stuck = on_stuck
+        self._awaiting_since: float | None = None   # when the oldest request sent since the last reply left
         self.transport: asyncio.WriteTransport | None = None
         self.writes = 0   # transport writes made
         self._out: list[Chunk] = []
@@ -88,20 +114,35 @@ class Outbox(Generic[K]):
         if not self._scheduled:
             self._scheduled = True
             loop.call_soon(self.flush)
-        self._fifo.append((loop.time() + self.timeout_s, key))
+        now = loop.time()
+        if self._awaiting_since is None:
+            self._awaiting_since = now
+        self._fifo.append((now + self.timeout_s, key))
         if self._sweeper is None and not self.closed:
-            self._sweeper = loop.call_later(self.period_s, self._sweep)
+            self._start_sweep()
             return True
         return False
 
     def request_own(self, data: Chunk, key: K, timeout_s: float) -> None:
         """A request's bytes; ``key`` fails exactly ``timeout_s`` from now unless answered."""
         self.write(data)
-        when = self._loop.time() + timeout_s
+        now = self._loop.time()
+        if self._awaiting_since is None:
+            self._awaiting_since = now
+        when = now + timeout_s
         self._seq += 1
         heapq.heappush(self._heap, (when, self._seq, key, timeout_s))
         if (self._timer is None or when < self._timer_at) and not self.closed:
             self._arm(when)
+        if self._sweeper is None and self._stuck_after_s is not None and not self.closed:
+            self._start_sweep()   # the liveness check watches own-timeout requests too
+
+    def _start_sweep(self) -> None:
+        self._sweeper = self._loop.call_later(self.period_s, self._sweep)
+
+    def replied(self) -> None:
+        """Replies arrived: the peer is alive (call it from ``data_received``)."""
+        self._awaiting_since = None
 
     def flush(self) -> None:
         self._scheduled = False
@@ -157,7 +198,12 @@ class Outbox(Generic[K]):
                 _, key = fifo.popleft()
                 if alive(key):
                     expire(key)
-        keep = self._on_sweep(now) if self._on_sweep is not None else False
+        keep = False
+        if self._stuck_after_s is not None and self._on_stuck is not None and self._awaiting_since is not None:
+            keep = True
+            if now - self._awaiting_since >= self._stuck_after_s:
+                self._on_stuck(now - self._awaiting_since)   # the pump closes the connection: close() follows
+                return
         if (fifo or keep) and not self.closed:
             self._sweeper = self._loop.call_later(self.period_s, self._sweep)
 

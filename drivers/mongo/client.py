@@ -8,7 +8,10 @@ else; what it raises is PyMongo's, unconverted.
 Every call runs under PyMongo's client-side operation timeout (``pymongo.timeout``):
 ``socket_timeout_s``, or what is left of the budget (``drivers.budget``) if that is
 less, so server selection, the pool wait and PyMongo's own retry of a read are all
-inside one deadline.
+inside one deadline.  PyMongo can overrun it (seen on uvloop: the server selection
+of a read retried after a reset connection waited 2 s under a 1.5 s timeout), so
+the call is also stopped ``_GRACE_S`` after it; the error then says what PyMongo's
+monitor last saw of the server (unreachable: 503; no answer: 504).
 
 PyMongo still uses a thread underneath in one place: the TLS handshake.  Pool
 occupancy is counted from PyMongo's connection-pool events (called on the loop).
@@ -16,6 +19,7 @@ occupancy is counted from PyMongo's connection-pool events (called on the loop).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -100,25 +104,35 @@ class _PoolCounter(monitoring.ConnectionPoolListener):
         pass
 
 
+_GRACE_S = 0.05   # how long PyMongo may overrun its own deadline before the call is stopped
+
+
 class Collection:
     """One collection through the client's boundary: errors converted, calls observed and limited, one deadline."""
 
-    __slots__ = ("_calls", "_limiter", "_timeout_s", "raw")
+    __slots__ = ("_calls", "_client", "_limiter", "_timeout_s", "raw")
 
-    def __init__(self, raw: AsyncCollection[Document], calls: Calls, limiter: Limiter, timeout_s: float) -> None:
+    def __init__(self, raw: AsyncCollection[Document], client: MongoClient) -> None:
         self.raw = raw        # PyMongo's own collection, for anything not wrapped here (unconverted errors)
-        self._calls = calls
-        self._limiter = limiter
-        self._timeout_s = timeout_s
+        self._client = client
+        self._calls = client.calls
+        self._limiter = client.limiter
+        self._timeout_s = client.config.socket_timeout_s
 
     @asynccontextmanager
     async def _call(self, op: str) -> AsyncIterator[None]:
         """The boundary of one call: observed, errors converted, a slot of the limiter, one deadline."""
         with self._calls.call(op), converted(_convert):
             began = await self._limiter.acquire()
+            limit = budget.limit(self._timeout_s, "mongo")
             try:
-                with pymongo.timeout(budget.limit(self._timeout_s, "mongo")):
-                    yield
+                async with asyncio.timeout(limit + _GRACE_S):
+                    with pymongo.timeout(limit):
+                        yield
+            except TimeoutError as exc:
+                if isinstance(exc, DriverError):
+                    raise
+                raise self._client.stalled(limit) from None
             finally:
                 self._limiter.release(began)
 
@@ -181,9 +195,17 @@ class MongoClient(LifecycleMixin):
         """The named collection of the application database (made once, without I/O)."""
         found = self._collections.get(name)
         if found is None:
-            found = self._collections[name] = Collection(self.db[name], self.calls, self.limiter,
-                                                         self.config.socket_timeout_s)
+            found = self._collections[name] = Collection(self.db[name], self)
         return found
+
+    def stalled(self, limit_s: float) -> DriverError:
+        """The error for a call PyMongo did not end by its deadline: what its monitor last saw of the server."""
+        for server in self._client.topology_description.server_descriptions().values():
+            seen = _convert(server.error) if server.error is not None else None
+            if isinstance(seen, BackendUnavailable):
+                return BackendUnavailable(f"mongo: no server reachable within {limit_s:.3g} s ({seen.message})",
+                                          backend="mongo")
+        return BackendTimeout(f"mongo: no answer within {limit_s:.3g} s", backend="mongo", waited_s=limit_s)
 
     async def start(self) -> None:
         await self.ping()

@@ -13,9 +13,9 @@ Rules of this file:
   redis-py's CVE-2023-28858), and the FIFO stays in step with the replies.
 - Deadlines: every command has the connection's one timeout (the ``kit.Outbox``'s
   FIFO, swept every min(50 ms, timeout / 4)); those passed fail with ``BackendTimeout``.
-- Its liveness rule, checked on each sweep: a connection that has not produced a
-  single reply for ``stuck_after_s`` (2x the timeout) while commands wait is dead
-  and is closed.
+- Its liveness rule (the outbox's stuck check): a connection that has not
+  produced a single reply for ``stuck_after_s`` (2x the timeout) while commands
+  wait is dead and is closed.
 - A lost connection, a protocol error or a reply with nothing pending fails every
   pending command with ``BackendUnavailable`` and drops the socket: no attempt
   to resynchronise.  A Redis error reply (``-ERR ...``) is ``BackendError`` with
@@ -66,12 +66,10 @@ class PipeConnection(asyncio.Protocol):
         self.life = Closer(f"redis {where}", loop)
         self._reader = hiredis.Reader()
         self._fifo: collections.deque[asyncio.Future[Any]] = collections.deque()
-        self._out: Outbox[asyncio.Future[Any]] = Outbox(loop, timeout_s, done=asyncio.Future.done,
-                                                        expire=self._expire, expire_own=self._expire_own,
-                                                        on_sweep=self._check_alive)
+        self._out: Outbox[asyncio.Future[Any]] = Outbox(
+            loop, timeout_s, done=asyncio.Future.done, expire=self._expire, expire_own=self._expire_own,
+            stuck_after_s=self.stuck_after_s, on_stuck=self._stuck)
         self._transport: asyncio.Transport | None = None
-        self._replied = False        # a reply arrived since the last sweep
-        self._quiet_since = 0.0      # when the sweep last saw progress (or nothing pending)
 
     @property
     def state(self) -> State:
@@ -89,7 +87,7 @@ class PipeConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         reader, fifo = self._reader, self._fifo
-        self._replied = True
+        self._out.replied()
         try:
             reader.feed(data)
             while (reply := reader.gets()) is not False:
@@ -121,8 +119,7 @@ class PipeConnection(asyncio.Protocol):
         fut = self._loop.create_future()
         self._fifo.append(fut)
         if timeout_s is None:
-            if self._out.request(payload, fut):  # the sweep starts: Redis has been quiet only from now on
-                self._quiet_since = self._loop.time()
+            self._out.request(payload, fut)
         else:
             self._out.request_own(payload, fut, timeout_s)
         self.counters.requests += 1
@@ -136,16 +133,9 @@ class PipeConnection(asyncio.Protocol):
         fut.set_exception(BackendTimeout(f"redis {self.where}: no reply within {timeout_s:.3g} s",
                                          backend="redis", waited_s=timeout_s))
 
-    def _check_alive(self, now: float) -> bool:
-        """On each sweep: close a connection that gave no reply at all for ``stuck_after_s``."""
-        if self._replied or not self._fifo:
-            self._replied = False
-            self._quiet_since = now
-        elif now - self._quiet_since >= self.stuck_after_s:
-            self._fail(BackendUnavailable(f"redis {self.where}: no reply at all for {now - self._quiet_since:.1f} s"
-                                          "; connection closed", backend="redis"))
-            return False
-        return bool(self._fifo)
+    def _stuck(self, quiet_s: float) -> None:
+        self._fail(BackendUnavailable(f"redis {self.where}: no reply at all for {quiet_s:.1f} s; connection closed",
+                                      backend="redis"))
 
     @property
     def in_flight(self) -> int:

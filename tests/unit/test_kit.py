@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 import random
 from collections.abc import Iterator
 
@@ -97,14 +96,39 @@ def test_answered_requests_are_forgotten_and_the_sweep_stops_when_none_wait(loop
     assert not out.sweeping and not expired
 
 
-def test_on_sweep_keeps_the_sweep_running_while_it_says_so(loop: ClockLoop) -> None:
-    seen: list[float] = []
+def test_a_peer_that_stops_answering_is_reported_stuck_once_quiet_for_long_enough(loop: ClockLoop) -> None:
+    stuck: list[float] = []
+    out: Outbox[int] = loop.run(lambda: Outbox(loop, 0.2, done=lambda key: False, expire=lambda key: None,
+                                               stuck_after_s=0.4, on_stuck=stuck.append))
+    for _ in range(6):                    # for 0.6 s a request every 0.1 s, each answered: alive
+        loop.run(lambda: out.request(b"x", 1))
+        loop.advance(0.1)
+        out.replied()
+    assert stuck == []
+    loop.run(lambda: out.request(b"x", 2))   # then one that is never answered ...
+    loop.advance(0.39)
+    assert stuck == []
+    loop.advance(0.06)                    # ... reported within one sweep period of 0.4 s
+    assert len(stuck) == 1 and 0.4 <= stuck[0] < 0.46
+
+
+def test_requests_with_their_own_timeouts_are_watched_for_a_stuck_peer_too(loop: ClockLoop) -> None:
+    stuck: list[float] = []
+    out: Outbox[int] = loop.run(lambda: Outbox(loop, 10.0, done=lambda key: False, expire=lambda key: None,
+                                               stuck_after_s=0.5, on_stuck=stuck.append))
+    loop.run(lambda: out.request_own(b"x", 1, 0.1))
+    loop.advance(0.6)
+    assert len(stuck) == 1
+
+
+def test_an_answered_connection_left_idle_is_never_stuck(loop: ClockLoop) -> None:
+    stuck: list[float] = []
     out: Outbox[int] = loop.run(lambda: Outbox(loop, 0.2, done=lambda key: True, expire=lambda key: None,
-                                               on_sweep=lambda now: seen.append(now) or len(seen) < 3))
-    loop.run(lambda: out.request(b"x", 1))   # starts the sweep; the key counts as answered at once
-    loop.advance(1.0)
-    assert len(seen) == 3
-    assert [round(b - a, 6) for a, b in itertools.pairwise(seen)] == [0.05, 0.05]
+                                               stuck_after_s=0.3, on_stuck=stuck.append))
+    loop.run(lambda: out.request(b"x", 1))
+    out.replied()
+    loop.advance(2.0)
+    assert stuck == [] and not out.sweeping
 
 
 def test_own_timeouts_fire_in_deadline_order_whatever_the_send_order(loop: ClockLoop) -> None:
