@@ -27,16 +27,18 @@ import tornado.httpserver
 import tornado.web
 import uvloop
 
-from app import logs, metrics
+from app import logs, metrics, openapi
 from app.context import Context, StartupFailed
 from app.handlers import fanout, ignite, mongo, mysql, redis, ws
 from app.handlers.base import NotFoundHandler
+from app.handlers.docs import DOCUMENT_SETTING, DocsPageHandler, OpenApiHandler
 from app.handlers.health import HealthHandler, ReadyHandler
 from app.handlers.metrics import MetricsHandler
 from app.handlers.now import NowHandler
 from app.settings import Settings
 
-# (URL pattern, handler, route name used in metrics and access logs)
+# (URL pattern, handler, route name used in metrics and access logs).  Each handler declares what it
+# accepts and answers (its ``endpoint``, app.api); /openapi.json is made from this table and those.
 ROUTES: list[tuple[str, type[tornado.web.RequestHandler], str]] = [
     (r"/healthz", HealthHandler, "healthz"),
     (r"/readyz", ReadyHandler, "readyz"),
@@ -55,13 +57,16 @@ ROUTES: list[tuple[str, type[tornado.web.RequestHandler], str]] = [
     (r"/fanout/([^/]+)", fanout.FanoutHandler, "fanout"),
     (r"/ws", ws.PushHandler, "ws"),
     (r"/publish/([^/]+)", ws.PublishHandler, "publish"),
+    (r"/openapi\.json", OpenApiHandler, "openapi"),
+    (r"/docs", DocsPageHandler, "docs"),
 ]
 
 
 def make_app(ctx: Context) -> tornado.web.Application:
     routes: list[Any] = [(pattern, handler, {"ctx": ctx, "route": name}) for pattern, handler, name in ROUTES]
     w = ctx.settings.ws
-    return tornado.web.Application(
+    document = openapi.publish(ROUTES, ctx.settings)   # once, without I/O; a declaration that drifted fails here
+    application = tornado.web.Application(
         routes,
         default_handler_class=NotFoundHandler,
         default_handler_args={"ctx": ctx, "route": "unmatched"},
@@ -71,6 +76,8 @@ def make_app(ctx: Context) -> tornado.web.Application:
         websocket_ping_timeout=w.ping_timeout_s,
         websocket_max_message_size=w.max_message_bytes,
     )
+    application.settings[DOCUMENT_SETTING] = document
+    return application
 
 
 async def serve_forever(settings: Settings) -> int:

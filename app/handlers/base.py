@@ -23,18 +23,17 @@ import itertools
 import logging
 import math
 import os
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
 import orjson
 import tornado.web
 from tornado import netutil
 from tornado.httputil import HTTPServerRequest
 
-from app import metrics
+from app import api, metrics
 from app.context import Context
 from drivers import budget
 from drivers.errors import (
@@ -48,9 +47,9 @@ from drivers.errors import (
 )
 
 log = logging.getLogger("app.error")
+T = TypeVar("T")
 
-_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
-_KEY = re.compile(r"[A-Za-z0-9._:-]{1,200}")
+_REQUEST_ID = api.REQUEST_ID_PATTERN
 _JSON_TYPES = ("application/json",)
 
 
@@ -119,6 +118,7 @@ def dumps(body: Any) -> bytes:
 
 
 class BaseHandler(tornado.web.RequestHandler):
+    endpoint: ClassVar[api.Endpoint]     # what it accepts and answers: the OpenAPI document's source (app.api)
     ctx: Context
     route: str = "unmatched"
     request_id: str = ""
@@ -165,35 +165,17 @@ class BaseHandler(tornado.web.RequestHandler):
 
     # -- input -------------------------------------------------------------------------------
 
-    def int_arg(self, value: str, name: str = "id") -> int:
-        """A path segment that must be a decimal integer, else 400."""
-        try:
-            number = int(value, 10)
-        except ValueError:
-            raise tornado.web.HTTPError(400, "%s must be an integer, not %r", name, value[:64]) from None
-        if not -(2**31) <= number < 2**31:
-            raise tornado.web.HTTPError(400, "%s is out of range: %s", name, value[:64])
-        return number
+    def int_arg(self, value: str, param: api.Param[int] = api.ITEM_ID) -> int:
+        """A path segment that must be a decimal integer within the declared bounds, else 400."""
+        return param.parse(value, self.ctx.settings)
 
-    def key_arg(self, value: str) -> str:
-        if not _KEY.fullmatch(value):
-            raise tornado.web.HTTPError(400, "a key is 1-200 characters of A-Z a-z 0-9 . _ : -, not %r",
-                                        value[:64])
-        return value
+    def key_arg(self, value: str, param: api.Param[str] = api.KEY) -> str:
+        """A path segment that must match the declared key pattern, else 400."""
+        return param.parse(value, self.ctx.settings)
 
-    def number_query(self, name: str, low: float, high: float, *, integer: bool = False) -> float:
-        """A required query argument in [low, high], else 400."""
-        raw = self.get_query_argument(name, None)
-        if raw is None:
-            raise tornado.web.HTTPError(400, "missing query argument %s (a number from %g to %g)", name, low, high)
-        try:
-            value = float(int(raw)) if integer else float(raw)
-        except ValueError:
-            kind = "an integer" if integer else "a number"
-            raise tornado.web.HTTPError(400, "%s must be %s, not %r", name, kind, raw[:64]) from None
-        if not (math.isfinite(value) and low <= value <= high):
-            raise tornado.web.HTTPError(400, "%s must be from %g to %g, not %s", name, low, high, raw[:64])
-        return value
+    def query_arg(self, param: api.Param[T]) -> T:
+        """A query argument checked against its declaration (required, bounds), else 400."""
+        return param.parse(self.get_query_argument(param.name, None), self.ctx.settings)
 
     def json_body(self) -> dict[str, Any]:
         """The request body as a JSON object; 400 for a wrong content type, oversized or malformed body."""
@@ -260,6 +242,9 @@ class BaseHandler(tornado.web.RequestHandler):
         else:
             body = {"error": self._reason if status_code != 500 else "internal server error"}
         body["request_id"] = self.request_id
+        if status_code == 405:   # the methods this resource has, as its declaration (and the document) says
+            endpoint = getattr(self, "endpoint", None)
+            self.set_header("Allow", ", ".join(op.method.upper() for op in endpoint.operations) if endpoint else "")
         self.set_status(status_code)
         self.set_header("Content-Type", "application/json")
         self.finish(dumps(body))
