@@ -39,6 +39,7 @@ T = TypeVar("T")
 
 _INTEGER = re.compile(r"[+-]?[0-9]+", re.ASCII)
 _NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)
+NUMBER_PATTERN = _NUMBER   # a JSON-style decimal number: float() alone would also take "1_0", " 7 ", "inf"
 
 
 def resolve(bound: Bound, settings: Settings) -> float:

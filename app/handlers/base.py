@@ -135,10 +135,7 @@ class BaseHandler(tornado.web.RequestHandler):
         seconds = self.ctx.settings.server.request_timeout_s
         asked = self.request.headers.get("X-Request-Timeout")
         if asked is not None:
-            try:
-                wanted = float(asked)
-            except ValueError:
-                wanted = math.nan
+            wanted = float(asked) if api.NUMBER_PATTERN.fullmatch(asked) else math.nan
             if not (math.isfinite(wanted) and wanted > 0):
                 raise tornado.web.HTTPError(400, "X-Request-Timeout must be a number of seconds above 0, not %r",
                                             asked[:64])

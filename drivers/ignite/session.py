@@ -254,7 +254,8 @@ class Session:
         """One round trip to any node (a heartbeat where the node has them), outside any transaction."""
         conn = await self.any_connection()
         op = OpCode.HEARTBEAT if conn.has(Feature.HEARTBEAT) else OpCode.CACHE_GET_NAMES
-        await conn.request(new_request(op))
+        own = self.config.request_timeout_s
+        await conn.request(new_request(op), budget.limit(own, "ignite"))
 
     # -- binary types ------------------------------------------------------------------------
 

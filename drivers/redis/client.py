@@ -137,9 +137,9 @@ class RedisClient(LifecycleMixin):
 
     async def _ping(self) -> None:
         try:
-            await self.pipe.call(_PING)
+            await self._send(_PING)
         except BackendUnavailable as exc:
-            await self._retry.again(exc, self.pipe.call, _PING)
+            await self._retry.again(exc, self._send, _PING)
 
     async def get(self, key: str) -> bytes | None:
         value: bytes | None = await self._command("get", _GET + bulk(key), True)

@@ -239,6 +239,20 @@ def test_a_number_not_written_as_the_document_says_is_400(srv: ServerProcess, pa
     assert (status, body["error"]) == (400, message)
 
 
+@pytest.mark.parametrize("raw", ["1_0", "inf", "nan", "0", "-1", "soon"])
+def test_an_x_request_timeout_that_is_not_a_positive_number_is_400(srv: ServerProcess, raw: str) -> None:
+    # found by the fuzz run: float() took "1_0" as 10
+    status, _, body = call(srv.url + "/now", headers={"X-Request-Timeout": raw})
+    assert status == 400 and "X-Request-Timeout must be a number of seconds above 0" in body["error"]
+
+
+def test_readiness_within_a_spent_budget_fails_every_backend(srv: ServerProcess) -> None:
+    # found by the fuzz run: the Redis and Ignite pings did not ask the budget, MySQL and MongoDB did
+    status, _, body = call(srv.url + "/readyz", headers={"X-Request-Timeout": "5e-324"})
+    assert status == 503 and body["failed"] == ["ignite", "mongo", "mysql", "redis"], body
+    assert all("budget" in body["backends"][name]["error"] for name in body["failed"]), body
+
+
 def test_a_budget_the_client_made_too_short_is_a_documented_504(srv: ServerProcess) -> None:
     """Not a bug: X-Request-Timeout below what a call takes is answered 504, as the document says."""
     answer = call(srv.url + "/mysql/items/7", headers={"X-Request-Timeout": "5e-324"})
