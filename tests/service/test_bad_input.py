@@ -20,7 +20,7 @@ import jsonschema
 import pytest
 import redis as redis_py
 
-from app import openapi
+from app import openapi, seed
 from app.server import ROUTES
 from app.settings import REDIS_PORT, STACK_HOST, load_settings
 from tests.conftest import ServerProcess, run_app, start_server
@@ -195,14 +195,14 @@ def test_fanout_with_something_else_under_the_items_key_gives_null_for_that_back
     # PUT /redis/kv/items:7 {"value": ""} then GET /fanout/7: 500 (orjson.JSONDecodeError, logged as our bug);
     # with "[1]", a 200 whose "redis" was a list, not the object the document says
     item = 9
-    _, _, original = call(srv.url + f"/redis/kv/items:{item}")
+    seeded_value = json.dumps(seed.item(item), separators=(",", ":"))   # what `python -m app seed` stores
     try:
         call(srv.url + f"/redis/kv/items:{item}", "PUT", {"value": value})
         body = documented("/fanout/{id}", "GET", call(srv.url + f"/fanout/{item}"))
         assert body["redis"] is None
         assert body["mysql"] == {"id": item, "name": f"item-{item}", "price_cents": body["mysql"]["price_cents"]}
     finally:
-        call(srv.url + f"/redis/kv/items:{item}", "PUT", {"value": original["value"]})
+        call(srv.url + f"/redis/kv/items:{item}", "PUT", {"value": seeded_value})
 
 
 # -- publish: the 401 says how to authenticate (WWW-Authenticate was set, then cleared by the error) --------
