@@ -128,5 +128,5 @@ async def test_an_idle_subscription_uses_no_cpu(inbox: Inbox) -> None:
     began_cpu, began = time.process_time(), time.monotonic()
     await asyncio.sleep(1.0)
     used = time.process_time() - began_cpu
-    assert time.monotonic() - began >= 1.0
+    assert time.monotonic() - began >= 1.0 - 0.002   # uvloop's clock counts whole milliseconds
     assert used < 0.05, f"an idle subscription used {used:.3f} s of CPU in 1 s"
