@@ -35,6 +35,7 @@ from app.handlers.docs import DOCUMENT_SETTING, DocsPageHandler, OpenApiHandler
 from app.handlers.health import HealthHandler, ReadyHandler
 from app.handlers.metrics import MetricsHandler
 from app.handlers.now import NowHandler
+from app.http.tornado_server import GatedHTTPServer
 from app.settings import Settings
 
 # (URL pattern, handler, route name used in metrics and access logs).  Each handler declares what it
@@ -92,7 +93,12 @@ async def serve_forever(settings: Settings) -> int:
     # Tornado's own limit answers with a bare 400 and a closed connection; the handlers give JSON up to
     # max_json_bytes, so the transport limit only stops absurd bodies.  X-Forwarded-For / X-Real-Ip are
     # applied by the handlers (app.handlers.base.apply_forwarded_headers), not by xheaders=True.
-    server = tornado.httpserver.HTTPServer(make_app(ctx), max_body_size=max(s.max_json_bytes * 16, 1 << 20))
+    # With read_pause_max_s, connections whose next request would meet a saturated backend limit are
+    # not read until it has room (app.http.gate): the excess waits in the kernel, not in this process.
+    server_class = GatedHTTPServer if s.read_pause_max_s > 0 else tornado.httpserver.HTTPServer
+    server = server_class(make_app(ctx), max_body_size=max(s.max_json_bytes * 16, 1 << 20))
+    if isinstance(server, GatedHTTPServer):
+        server.read_pause_max_s = s.read_pause_max_s
     try:
         server.listen(s.port, s.host, reuse_port=s.workers != 1)
     except OSError as exc:

@@ -60,6 +60,9 @@ class ServerSettings(BaseModel):
     # Each request's budget: every backend call made for it gets at most what is left of it. A client
     # may ask for less with the header X-Request-Timeout (seconds), never for more.
     request_timeout_s: float = 5.0
+    # A connection whose last request went through a backend limit that has no room is not read
+    # (its next request waits in the kernel) for up to this long; 0 reads every connection at once.
+    read_pause_max_s: float = 1.0
     shutdown_grace_s: float = 0.0       # /readyz says 503 this long before the listener stops
     shutdown_timeout_s: float = 10.0    # in-flight requests get this long to finish
     max_json_bytes: int = 64 * 1024     # larger JSON bodies are refused with 400

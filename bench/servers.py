@@ -30,9 +30,11 @@ VARIANTS: dict[str, str] = {
     "threadpool": "the same calls via run_in_executor on a thread pool",
     "celery": "the same calls as Celery tasks (Redis broker + result backend), awaited without blocking",
     "project": "this project (python -m app serve)",
-    "unlimited": "this project with its adaptive concurrency limits off (as it was before them)",
+    "unlimited": "this project with its adaptive concurrency limits and read pauses off (as it was before them)",
+    "nopause": "this project with its adaptive limits but without read pauses (excess requests read, then shed)",
 }
 UNLIMITED = {f"ASYNCSTACK_{backend}__LIMIT__ENABLED": "false" for backend in ("MYSQL", "MONGO", "IGNITE")}
+NO_PAUSE = {"ASYNCSTACK_SERVER__READ_PAUSE_MAX_S": "0"}
 HELLO = "hello"
 READY_PATH = "/mysql/items/1"  # a backend round trip through the variant's own path
 
@@ -90,10 +92,12 @@ def _commands(name: str, port: int, *, threads: int, mysql_pool: int) -> tuple[l
     py = sys.executable
     if name == HELLO:
         return [[py, "-m", "bench.hello", str(port)]], {}
-    if name in ("project", "unlimited"):
+    if name in ("project", "unlimited", "nopause"):
         env = {"ASYNCSTACK_SERVER__ACCESS_LOG": "false", "ASYNCSTACK_MYSQL__POOL_MAX": str(mysql_pool)}
         if name == "unlimited":
-            env.update(UNLIMITED)
+            env.update(UNLIMITED | NO_PAUSE)
+        elif name == "nopause":
+            env.update(NO_PAUSE)
         return [[py, "-m", "app", "serve", "--port", str(port)]], env
     if name == "blocking":
         return [[py, "-m", "bench.variants.blocking", "--port", str(port)]], {}

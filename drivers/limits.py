@@ -12,9 +12,8 @@ Rules of this file:
   sent and gives it back when its answer (or error) is in; ``in_flight`` never
   exceeds ``limit``.
 - The limit moves by AIMD, once per ``window_s`` at most: down by ``backoff``
-  (multiplicative) when the window saw congestion, up by the square root of the
-  limit (as many calls as a short queue holds) when the limit was what held
-  calls back and nothing was congested.  Congestion is either of:
+  (multiplicative) when the window saw congestion, up by ``increase`` (additive)
+  when the limit was what held calls back and nothing was congested.  Congestion is either of:
   the event loop answering late (``LoopLag``: a timer every 5 ms fires later
   than ``lag_target_s``: the process's CPU is saturated, and every route, cheap
   ones too, waits behind the work), or the backend's own latency rising (the
@@ -31,13 +30,23 @@ Rules of this file:
 - A freed slot goes to the longest-waiting caller; callers that gave up (their
   budget ended, they were cancelled) are skipped, and a slot handed to a caller
   that was cancelled at the same moment is passed on.
-- Disabled (``enabled=False``), ``acquire`` only counts.
+- Work that has not started yet may wait for room instead of queueing: ``park``
+  waits (FIFO, bounded) until a call could start without waiting for a slot.
+  The service parks an HTTP connection this way before reading its next
+  request, so excess requests wait in the kernel's socket buffer rather than in
+  this process.  A freed slot with nobody queued wakes one parked caller; parked
+  callers count as demand held back (the limit may grow).
+- ``watch_calls()`` records, for the current task, which limiters its calls go
+  through (the service uses it to know what a connection's next request is
+  likely to need).
+- Disabled (``enabled=False``), ``acquire`` only counts and nobody is parked.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import contextvars
 import dataclasses
 import math
 import weakref
@@ -56,6 +65,7 @@ class LimitConfig:
     max: int = 512               # never more
     window_s: float = 0.05       # how often the limit may move
     backoff: float = 0.9         # the factor a congested window multiplies the limit by
+    increase: float = 2.0        # slots added after a window that held calls back and saw no congestion
     lag_target_s: float = 0.005  # the event loop answering later than this is congestion
     latency_tolerance: float = 2.0   # the window's mean call time above this x the long-run mean ...
     latency_slack_s: float = 0.005  # ... plus this, is congestion
@@ -117,6 +127,17 @@ def loop_lag() -> LoopLag:
     return lag
 
 
+_calls_through: contextvars.ContextVar[list[Limiter] | None] = contextvars.ContextVar("limits_calls_through",
+                                                                                      default=None)
+
+
+def watch_calls() -> list[Limiter]:
+    """From now on in this task, add each limiter a call goes through to the list returned (each once)."""
+    seen: list[Limiter] = []
+    _calls_through.set(seen)
+    return seen
+
+
 def _now() -> float:
     return asyncio.get_running_loop().time()
 
@@ -128,6 +149,7 @@ class Limiter:
         "_lag",
         "_latency_sum",
         "_long_latency_s",
+        "_parked",
         "_waiters",
         "_window_end",
         "backend",
@@ -135,6 +157,8 @@ class Limiter:
         "in_flight",
         "latency_s",
         "limit",
+        "park_timeouts",
+        "parks",
         "shed",
         "wait_s",
         "wait_unbudgeted_s",
@@ -152,7 +176,10 @@ class Limiter:
         self.shed = 0                # callers turned away
         self.waits = 0               # callers that had to queue
         self.latency_s = 0.0         # a call's time, exponentially weighted (for the queue's expected wait)
+        self.parks = 0               # callers that parked (waited for room before starting)
+        self.park_timeouts = 0       # ... and gave up waiting
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._parked: collections.deque[asyncio.Future[None]] = collections.deque()
         self._lag: LoopLag | None = None
         self._window_end = 0.0
         self._calls = 0
@@ -170,17 +197,74 @@ class Limiter:
 
     # -- slots ---------------------------------------------------------------------------------
 
+    @property
+    def parked(self) -> int:
+        return sum(1 for f in self._parked if not f.done())
+
     async def acquire(self) -> float:
         """Take a slot (waiting in line if none is free); the time the call starts (the loop's clock)."""
+        seen = _calls_through.get()
+        if seen is not None and self not in seen:
+            seen.append(self)
         if self.in_flight < self.limit or not self.config.enabled:
             self.in_flight += 1
             return _now()
         return await self._wait()
 
-    async def _wait(self) -> float:
+    def has_room(self) -> bool:
+        """Whether a call starting now would get a slot without waiting behind anyone."""
+        return (not self.config.enabled
+                or (self.in_flight + len(self._waiters) < self.limit and not self._parked))
+
+    async def park(self, timeout_s: float) -> bool:
+        """Wait (in line with other parked callers) until a call could start at once; False after ``timeout_s``."""
+        if self.has_room():
+            return True
+        self._watch_lag()
+        self._held_back = True
+        self.parks += 1
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._parked.append(fut)
+        try:
+            async with asyncio.timeout(timeout_s):
+                await fut
+            return True
+        except TimeoutError:
+            if fut.done() and not fut.cancelled():      # woken as the wait ran out: there is room
+                return True
+            self.park_timeouts += 1
+            return False
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():      # woken, then cancelled: wake the next one instead
+                self._wake_parked()
+            raise
+        finally:
+            if not fut.done():
+                fut.cancel()
+            self._drop_done_parked()
+
+    def _drop_done_parked(self) -> None:
+        parked = self._parked
+        while parked and parked[0].done():
+            parked.popleft()
+
+    def _wake_parked(self, count: int = 1) -> None:
+        """Wake up to ``count`` parked callers (one per freed slot: a woken caller needs a moment to start its
+        call, and counting free slots again before it has would wake too many)."""
+        parked = self._parked
+        while parked and count > 0:
+            fut = parked.popleft()
+            if not fut.done():
+                fut.set_result(None)
+                count -= 1
+
+    def _watch_lag(self) -> None:
         if self._lag is None:
             self._lag = loop_lag()
             self._lag.watch()
+
+    async def _wait(self) -> float:
+        self._watch_lag()
         self._held_back = True
         left = budget.remaining()
         wait_s = self.wait_unbudgeted_s if left is None else min(self.wait_s, left)
@@ -195,6 +279,8 @@ class Limiter:
             async with asyncio.timeout(wait_s):
                 await fut
         except TimeoutError:
+            if fut.done() and not fut.cancelled():   # handed a slot as the wait ran out: it is ours
+                return _now()
             raise self._busy(f"{self.backend}: no free slot (limit {self.limit:.0f}) within {wait_s:.3g} s") from None
         except asyncio.CancelledError:
             if fut.done() and not fut.cancelled():   # a slot was handed over just before: pass it on
@@ -221,6 +307,8 @@ class Limiter:
             self._adapt(now)
         if self._waiters:
             self._hand_over()
+        if self._parked and not self._waiters and self.in_flight < self.limit:
+            self._wake_parked()
 
     def _hand_over(self) -> None:
         waiters = self._waiters
@@ -243,15 +331,19 @@ class Limiter:
         if lag > c.lag_target_s or slow:
             self.limit = max(float(c.min), self.limit * c.backoff)
         elif self._held_back:
-            self.limit = min(float(c.max), self.limit + math.sqrt(self.limit))
-        elif self._lag is not None and not self._waiters:
+            before = int(self.limit)
+            self.limit = min(float(c.max), self.limit + c.increase)
+            if not self._waiters:
+                self._wake_parked(int(self.limit) - before)
+        elif self._lag is not None and not self._waiters and not self._parked:
             self._lag.unwatch()   # nobody is held back: stop sampling the loop
             self._lag = None
-        self._held_back = bool(self._waiters)
+        self._held_back = bool(self._waiters) or bool(self._parked)
         self._calls = 0
         self._latency_sum = 0.0
         self._window_end = now + c.window_s
 
     def stats(self) -> dict[str, Any]:
         return {"limit": round(self.limit), "in_flight": self.in_flight, "queued": self.queued, "shed": self.shed,
-                "waited": self.waits}
+                "waited": self.waits, "parked": self.parked, "parks": self.parks,
+                "park_timeouts": self.park_timeouts}

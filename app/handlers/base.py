@@ -35,7 +35,7 @@ from tornado.httputil import HTTPServerRequest
 
 from app import api, metrics
 from app.context import Context
-from drivers import budget
+from drivers import budget, limits
 from drivers.errors import (
     BackendBusy,
     BackendError,
@@ -123,6 +123,7 @@ class BaseHandler(tornado.web.RequestHandler):
     route: str = "unmatched"
     request_id: str = ""
     _budget: Any = None
+    _calls_through: list[limits.Limiter] | None = None
 
     def initialize(self, ctx: Context, route: str = "unmatched") -> None:
         self.ctx = ctx
@@ -132,6 +133,7 @@ class BaseHandler(tornado.web.RequestHandler):
 
     def prepare(self) -> None:
         """Start the request's budget: the setting, or less if the client asks for less."""
+        self._calls_through = limits.watch_calls()   # what the connection's next request will likely need
         seconds = self.ctx.settings.server.request_timeout_s
         asked = self.request.headers.get("X-Request-Timeout")
         if asked is not None:
@@ -146,6 +148,9 @@ class BaseHandler(tornado.web.RequestHandler):
         if self._budget is not None:
             budget.stop(self._budget)
             self._budget = None
+        gate = getattr(getattr(self.request.connection, "context", None), "read_gate", None)
+        if gate is not None:
+            gate.remember(self._calls_through or ())
         self.ctx.request_finished()
         observe_finished(self)
 

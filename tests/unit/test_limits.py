@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Iterator
 
 import pytest
 
 from drivers import budget
 from drivers.errors import BackendBusy
-from drivers.limits import LimitConfig, Limiter
+from drivers.limits import LimitConfig, Limiter, watch_calls
 from tests.support.fakes import ClockLoop
 
 FIXED = LimitConfig(initial=2, min=1, max=2)     # a limit that cannot move: the queue's rules alone
@@ -19,6 +20,9 @@ FIXED = LimitConfig(initial=2, min=1, max=2)     # a limit that cannot move: the
 def loop() -> Iterator[ClockLoop]:
     loop = ClockLoop()
     yield loop
+    for task in asyncio.all_tasks(loop):         # callers still waiting when the test ends
+        task.cancel()
+    loop.settle()
     loop.close()
 
 
@@ -103,7 +107,7 @@ def test_a_cancelled_waiter_passes_on_a_slot_handed_to_it(loop: ClockLoop) -> No
 
 def test_the_limit_grows_while_it_holds_calls_back_and_the_loop_keeps_up(loop: ClockLoop) -> None:
     limiter = loop.run(lambda: Limiter("test", LimitConfig(initial=4, min=1, max=64), wait_unbudgeted_s=60.0))
-    for _ in range(50):                          # 0.5 s of 10 ms calls, always more callers than slots
+    for _ in range(100):                         # 1 s of 10 ms calls, always more callers than slots
         tasks = [take(loop, limiter) for _ in range(int(limiter.limit) + 4)]
         loop.advance(0.01)
         for task in tasks:
@@ -146,3 +150,117 @@ def test_a_disabled_limit_only_counts(loop: ClockLoop) -> None:
     limiter = loop.run(lambda: Limiter("test", LimitConfig(enabled=False, initial=1, min=1, max=1)))
     tasks = [take(loop, limiter) for _ in range(10)]
     assert all(t.done() for t in tasks) and limiter.in_flight == 10
+
+
+# -- parking: waiting for room before starting (the service's read pause) ----------------------
+
+def park(loop: ClockLoop, limiter: Limiter, timeout_s: float = 10.0) -> asyncio.Task[bool]:
+    task = loop.run(lambda: asyncio.ensure_future(limiter.park(timeout_s)))
+    loop.settle()
+    return task
+
+
+def test_parked_callers_wait_for_room_and_each_freed_slot_wakes_one_in_arrival_order(loop: ClockLoop) -> None:
+    limiter = loop.run(lambda: Limiter("test", FIXED, wait_unbudgeted_s=10.0))
+    assert limiter.has_room()
+    first, second = take(loop, limiter), take(loop, limiter)
+    assert not limiter.has_room()
+    a, b, c = park(loop, limiter), park(loop, limiter), park(loop, limiter)
+    assert not any(t.done() for t in (a, b, c)) and limiter.parked == 3
+    loop.run(lambda: limiter.release(first.result()))
+    loop.settle()
+    assert a.result() is True and not b.done() and not c.done()
+    take(loop, limiter)                          # the woken caller starts its call: the slot is used
+    loop.run(lambda: limiter.release(second.result()))
+    loop.settle()
+    assert b.result() is True and not c.done() and limiter.parked == 1
+
+
+def test_a_newcomer_parks_behind_those_already_parked_even_when_a_slot_is_free(loop: ClockLoop) -> None:
+    config = LimitConfig(initial=2, min=1, max=3)
+    limiter = loop.run(lambda: Limiter("test", config, wait_unbudgeted_s=10.0))
+    first, second = take(loop, limiter), take(loop, limiter)
+    earlier = park(loop, limiter)
+    limiter.limit = 3.0                          # room for one more call, but someone is parked already
+    assert not limiter.has_room()
+    newcomer = park(loop, limiter)
+    assert not newcomer.done() and limiter.parked == 2
+    loop.run(lambda: limiter.release(first.result()))   # a freed slot wakes one: the one parked first
+    loop.settle()
+    assert earlier.result() is True and not newcomer.done()
+    loop.run(lambda: limiter.release(second.result()))
+    loop.settle()
+    assert newcomer.result() is True and limiter.parked == 0
+
+
+def test_a_parked_caller_gives_up_after_its_timeout(loop: ClockLoop) -> None:
+    limiter = loop.run(lambda: Limiter("test", FIXED, wait_unbudgeted_s=10.0))
+    take(loop, limiter), take(loop, limiter)
+    parked = park(loop, limiter, timeout_s=0.5)
+    loop.advance(0.49)
+    assert not parked.done()
+    loop.advance(0.02)
+    assert parked.result() is False and limiter.parked == 0 and limiter.parks == 1
+
+
+def test_parked_callers_are_demand_held_back_so_the_limit_grows(loop: ClockLoop) -> None:
+    limiter = loop.run(lambda: Limiter("test", LimitConfig(initial=4, min=1, max=64), wait_unbudgeted_s=60.0))
+    for _ in range(100):                         # 1 s of 10 ms calls; callers beyond the limit park
+        calls = [take(loop, limiter) for _ in range(math.ceil(limiter.limit))]
+        waiting = [park(loop, limiter, 1.0) for _ in range(4)]
+        assert limiter.parked == 4 and limiter.queued == 0
+        loop.advance(0.01)
+        for call in calls:
+            loop.run(lambda t=call: limiter.release(t.result()))
+        loop.settle()
+        for task in waiting:
+            task.cancel()
+        loop.settle()
+    assert limiter.limit > 30
+
+
+def test_a_disabled_limit_never_parks_anyone(loop: ClockLoop) -> None:
+    limiter = loop.run(lambda: Limiter("test", LimitConfig(enabled=False, initial=1, min=1, max=1)))
+    take(loop, limiter), take(loop, limiter)
+    assert park(loop, limiter).result() is True and limiter.parks == 0
+
+
+def test_watch_calls_records_each_limiter_a_task_goes_through_once(loop: ClockLoop) -> None:
+    mysql, mongo = (loop.run(lambda n=n: Limiter(n, FIXED)) for n in ("mysql", "mongo"))
+
+    async def request() -> list[str]:
+        seen = watch_calls()
+        for limiter in (mysql, mongo, mysql):
+            limiter.release(await limiter.acquire())
+        return [limiter.backend for limiter in seen]
+
+    async def elsewhere() -> None:                # another task, not watching: records nothing anywhere
+        mongo.release(await mongo.acquire())
+
+    watched = loop.run(lambda: asyncio.ensure_future(request()))
+    loop.settle()
+    assert watched.result() == ["mysql", "mongo"]
+    loop.run(elsewhere)
+    assert mysql.in_flight == mongo.in_flight == 0
+
+
+def test_a_slot_handed_over_as_the_wait_runs_out_is_used_not_leaked(loop: ClockLoop) -> None:
+    limiter = loop.run(lambda: Limiter("test", FIXED, wait_s=0.2, wait_unbudgeted_s=0.2))
+    first, second = take(loop, limiter), take(loop, limiter)
+    waiting = take(loop, limiter)
+    # The slot frees in the same turn of the loop as the waiter's timeout fires, just before it.
+    loop.call_at(loop.time() + 0.2 - 1e-10, lambda: limiter.release(first.result()))
+    loop.advance(0.3)
+    assert waiting.exception() is None           # it got the slot freed at the last moment
+    loop.run(lambda: limiter.release(waiting.result()))
+    loop.run(lambda: limiter.release(second.result()))
+    assert limiter.in_flight == 0 and limiter.has_room()
+
+
+def test_a_wake_that_comes_as_the_park_runs_out_still_counts(loop: ClockLoop) -> None:
+    limiter = loop.run(lambda: Limiter("test", FIXED, wait_unbudgeted_s=10.0))
+    first, _ = take(loop, limiter), take(loop, limiter)
+    parked = park(loop, limiter, timeout_s=0.5)
+    loop.call_at(loop.time() + 0.5 - 1e-10, lambda: limiter.release(first.result()))   # the same turn, just before
+    loop.advance(0.6)
+    assert parked.result() is True
