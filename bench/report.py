@@ -21,9 +21,9 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 ROUTE_TITLES = {"now": "`/now` (no I/O)", "redis": "Redis read", "mysql": "MySQL point select",
                 "slow": "slow MySQL query (50 ms)", "fanout": "four-backend fan-out", "hello": "hello-world"}
-VARIANT_ORDER = ["project", "threadpool", "celery", "blocking", "hello"]
-COLORS = {"project": "#2a9d3f", "threadpool": "#e07b00", "celery": "#7b3fb5", "blocking": "#c62828",
-          "hello": "#777777"}
+VARIANT_ORDER = ["project", "strict", "nopause", "unlimited", "threadpool", "celery", "blocking", "hello"]
+COLORS = {"project": "#2a9d3f", "strict": "#1d6b8f", "nopause": "#b5a33f", "unlimited": "#6fbf73",
+          "threadpool": "#e07b00", "celery": "#7b3fb5", "blocking": "#c62828", "hello": "#777777"}
 # Other benchmarks' result files folded into the report: file -> (title, columns to show, or None for all)
 FOLDED: dict[str, tuple[str, list[str] | None]] = {
     "ignite_client.json": ("Ignite client vs pyignite (`python -m bench.ignite_client`)",
@@ -123,7 +123,7 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         out.append(_target(f"slow query, c={top}: p99 vs Celery (lower)", ">= 10x lower", None, None, "not measured"))
 
     idle = results.get("idle_probes", {})
-    for variant in ("project", "unlimited", "blocking"):
+    for variant in ("project", "strict", "nopause", "unlimited", "blocking"):
         base = idle.get(variant)
         name = f"`/now` probe p99 during the slow query vs idle, {variant}"
         wanted = "<= 3x" if variant == "project" else "shown"

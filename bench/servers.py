@@ -32,9 +32,11 @@ VARIANTS: dict[str, str] = {
     "project": "this project (python -m app serve)",
     "unlimited": "this project with its adaptive concurrency limits and read pauses off (as it was before them)",
     "nopause": "this project with its adaptive limits but without read pauses (excess requests read, then shed)",
+    "strict": "this project with the limits' lag target at 2 ms instead of 5 (cheap routes favoured more)",
 }
 UNLIMITED = {f"ASYNCSTACK_{backend}__LIMIT__ENABLED": "false" for backend in ("MYSQL", "MONGO", "IGNITE")}
 NO_PAUSE = {"ASYNCSTACK_SERVER__READ_PAUSE_MAX_S": "0"}
+STRICT = {f"ASYNCSTACK_{backend}__LIMIT__LAG_TARGET_S": "0.002" for backend in ("MYSQL", "MONGO", "IGNITE")}
 HELLO = "hello"
 READY_PATH = "/mysql/items/1"  # a backend round trip through the variant's own path
 
@@ -92,12 +94,14 @@ def _commands(name: str, port: int, *, threads: int, mysql_pool: int) -> tuple[l
     py = sys.executable
     if name == HELLO:
         return [[py, "-m", "bench.hello", str(port)]], {}
-    if name in ("project", "unlimited", "nopause"):
+    if name in ("project", "unlimited", "nopause", "strict"):
         env = {"ASYNCSTACK_SERVER__ACCESS_LOG": "false", "ASYNCSTACK_MYSQL__POOL_MAX": str(mysql_pool)}
         if name == "unlimited":
             env.update(UNLIMITED | NO_PAUSE)
         elif name == "nopause":
             env.update(NO_PAUSE)
+        elif name == "strict":
+            env.update(STRICT)
         return [[py, "-m", "app", "serve", "--port", str(port)]], env
     if name == "blocking":
         return [[py, "-m", "bench.variants.blocking", "--port", str(port)]], {}

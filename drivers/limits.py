@@ -145,6 +145,7 @@ def _now() -> float:
 class Limiter:
     __slots__ = (
         "_calls",
+        "_fill_timer",
         "_held_back",
         "_lag",
         "_latency_sum",
@@ -152,6 +153,7 @@ class Limiter:
         "_parked",
         "_waiters",
         "_window_end",
+        "_woken",
         "backend",
         "config",
         "in_flight",
@@ -180,6 +182,8 @@ class Limiter:
         self.park_timeouts = 0       # ... and gave up waiting
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self._parked: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._woken: collections.deque[float] = collections.deque()   # when parked callers were woken
+        self._fill_timer: asyncio.TimerHandle | None = None
         self._lag: LoopLag | None = None
         self._window_end = 0.0
         self._calls = 0
@@ -206,6 +210,8 @@ class Limiter:
         seen = _calls_through.get()
         if seen is not None and self not in seen:
             seen.append(self)
+        if self._woken:
+            self._woken.popleft()     # a woken caller (or someone else) is taking the room it was woken for
         if self.in_flight < self.limit or not self.config.enabled:
             self.in_flight += 1
             return _now()
@@ -214,7 +220,7 @@ class Limiter:
     def has_room(self) -> bool:
         """Whether a call starting now would get a slot without waiting behind anyone."""
         return (not self.config.enabled
-                or (self.in_flight + len(self._waiters) < self.limit and not self._parked))
+                or (self.in_flight + len(self._waiters) + len(self._woken) < self.limit and not self._parked))
 
     async def park(self, timeout_s: float) -> bool:
         """Wait (in line with other parked callers) until a call could start at once; False after ``timeout_s``."""
@@ -225,6 +231,7 @@ class Limiter:
         self.parks += 1
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._parked.append(fut)
+        self._fill()
         try:
             async with asyncio.timeout(timeout_s):
                 await fut
@@ -236,7 +243,9 @@ class Limiter:
             return False
         except asyncio.CancelledError:
             if fut.done() and not fut.cancelled():      # woken, then cancelled: wake the next one instead
-                self._wake_parked()
+                if self._woken:
+                    self._woken.popleft()
+                self._fill()
             raise
         finally:
             if not fut.done():
@@ -248,15 +257,33 @@ class Limiter:
         while parked and parked[0].done():
             parked.popleft()
 
-    def _wake_parked(self, count: int = 1) -> None:
-        """Wake up to ``count`` parked callers (one per freed slot: a woken caller needs a moment to start its
-        call, and counting free slots again before it has would wake too many)."""
-        parked = self._parked
-        while parked and count > 0:
+    def _fill(self) -> None:
+        """Wake parked callers, in order, while there is room for their calls.
+
+        A woken caller needs a moment to start its call (a connection reads and parses its
+        request), so each wake holds its slot in ``_woken`` until a call starts or ``window_s``
+        passes; a woken caller that starts nothing (its connection closed, or its request needed
+        another backend) thus keeps nobody waiting for long.
+        """
+        parked, woken = self._parked, self._woken
+        if not parked:
+            return
+        now = _now()
+        while woken and woken[0] <= now - self.config.window_s:
+            woken.popleft()
+        room = math.ceil(self.limit) - self.in_flight - len(self._waiters) - len(woken)
+        while parked and room > 0:
             fut = parked.popleft()
             if not fut.done():
                 fut.set_result(None)
-                count -= 1
+                woken.append(now)
+                room -= 1
+        if parked and woken and self._fill_timer is None:   # wake more once held slots expire, calls ending or not
+            self._fill_timer = asyncio.get_running_loop().call_at(woken[0] + self.config.window_s, self._fill_due)
+
+    def _fill_due(self) -> None:
+        self._fill_timer = None
+        self._fill()
 
     def _watch_lag(self) -> None:
         if self._lag is None:
@@ -307,8 +334,8 @@ class Limiter:
             self._adapt(now)
         if self._waiters:
             self._hand_over()
-        if self._parked and not self._waiters and self.in_flight < self.limit:
-            self._wake_parked()
+        if self._parked and not self._waiters:
+            self._fill()
 
     def _hand_over(self) -> None:
         waiters = self._waiters
@@ -331,10 +358,7 @@ class Limiter:
         if lag > c.lag_target_s or slow:
             self.limit = max(float(c.min), self.limit * c.backoff)
         elif self._held_back:
-            before = int(self.limit)
             self.limit = min(float(c.max), self.limit + c.increase)
-            if not self._waiters:
-                self._wake_parked(int(self.limit) - before)
         elif self._lag is not None and not self._waiters and not self._parked:
             self._lag.unwatch()   # nobody is held back: stop sampling the loop
             self._lag = None

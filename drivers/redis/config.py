@@ -30,7 +30,7 @@ class RedisConfig:
     connect_timeout_s: float = 2.0
     socket_timeout_s: float = 5.0      # a command's reply deadline, pipelined or pooled
     pool_max: int = 64                 # connections for blocking commands (BLPOP ...)
-    pool_wait_timeout_s: float = 2.0   # how long a blocking command waits for a free one
+    pool_wait_timeout_s: float = 0.2   # how long a blocking command waits for a free one (then 503)
     # Idempotent commands (GET, SET, MSET, PING) after a lost connection; never INCR or BLPOP.
     retry: RetryPolicy = field(default_factory=lambda: RetryPolicy(3, Backoff(0.05, 0.5)))
     subscription: SubscriptionConfig = field(default_factory=SubscriptionConfig)

@@ -183,14 +183,25 @@ def test_a_newcomer_parks_behind_those_already_parked_even_when_a_slot_is_free(l
     earlier = park(loop, limiter)
     limiter.limit = 3.0                          # room for one more call, but someone is parked already
     assert not limiter.has_room()
-    newcomer = park(loop, limiter)
-    assert not newcomer.done() and limiter.parked == 2
-    loop.run(lambda: limiter.release(first.result()))   # a freed slot wakes one: the one parked first
-    loop.settle()
-    assert earlier.result() is True and not newcomer.done()
-    loop.run(lambda: limiter.release(second.result()))
+    newcomer = park(loop, limiter)               # parks behind; the room goes to the one parked first
+    assert earlier.result() is True and not newcomer.done() and limiter.parked == 1
+    take(loop, limiter)                          # which starts its call
+    loop.run(lambda: limiter.release(first.result()))
     loop.settle()
     assert newcomer.result() is True and limiter.parked == 0
+
+
+def test_a_woken_caller_that_starts_nothing_holds_its_room_only_briefly(loop: ClockLoop) -> None:
+    limiter = loop.run(lambda: Limiter("test", FIXED, wait_unbudgeted_s=10.0))
+    first, _ = take(loop, limiter), take(loop, limiter)
+    gone, next_one = park(loop, limiter), park(loop, limiter)
+    loop.run(lambda: limiter.release(first.result()))
+    loop.settle()
+    assert gone.result() is True and not next_one.done()   # woken; its connection then closes, say
+    loop.advance(FIXED.window_s * 0.9)
+    assert not next_one.done()
+    loop.advance(FIXED.window_s * 0.2)           # the room held for it expires: the next is woken
+    assert next_one.result() is True
 
 
 def test_a_parked_caller_gives_up_after_its_timeout(loop: ClockLoop) -> None:
