@@ -179,7 +179,7 @@ def test_parked_callers_wait_for_room_and_each_freed_slot_wakes_one_in_arrival_o
 def test_a_newcomer_parks_behind_those_already_parked_even_when_a_slot_is_free(loop: ClockLoop) -> None:
     config = LimitConfig(initial=2, min=1, max=3)
     limiter = loop.run(lambda: Limiter("test", config, wait_unbudgeted_s=10.0))
-    first, second = take(loop, limiter), take(loop, limiter)
+    first, _ = take(loop, limiter), take(loop, limiter)
     earlier = park(loop, limiter)
     limiter.limit = 3.0                          # room for one more call, but someone is parked already
     assert not limiter.has_room()
