@@ -77,7 +77,8 @@ async def test_now_stays_fast_while_200_redis_blpops_wait(service: ServerProcess
 
 async def test_now_stays_fast_while_slow_ignite_queries_run(service: ServerProcess) -> None:
     # The node computes these on its own threads (CPU-bound, so fewer of them on a small machine).
-    results, probes, _ = await _burst_while_probing(service.url, "/ignite/range?n=3000000", 8, probe_for=0.55)
-    assert [r.code for r, _ in results] == [200] * 8
+    # 1.5M rows: 8 at once take 1-2 s here, inside the 5 s request budget even on a cold cluster (3M took up to 5 s)
+    results, probes, _ = await _burst_while_probing(service.url, "/ignite/range?n=1500000", 8, probe_for=0.55)
+    assert [r.code for r, _ in results] == [200] * 8, [(r.code, r.body[:300]) for r, _ in results if r.code != 200]
     assert min(t for _, t in results) > 0.2, "the query is not slow enough to prove anything"
     assert p99(probes) < NOW_P99_LIMIT_S, f"/now p99 {p99(probes) * 1000:.1f} ms over {len(probes)} probes"

@@ -81,7 +81,7 @@ def test_every_setting_can_be_set_from_the_environment(monkeypatch: pytest.Monke
     assert _get(load_settings(), path) == expected
 
 
-RATIOS = {"backoff", "latency_tolerance"}   # the floats that are factors, not durations
+RATIOS = {"backoff", "latency_tolerance", "increase"}   # the floats that are factors or counts, not durations
 
 
 def test_every_duration_ends_in_s() -> None:
