@@ -8,6 +8,7 @@ a thread hand-off that queued) would show as ``/now`` waiting for the slow calls
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 import uuid
 
@@ -31,8 +32,9 @@ async def _burst_while_probing(url: str, slow: str, count: int, probe_for: float
         began = time.perf_counter()
         burst = asyncio.gather(*(timed_fetch(slow_client, url + slow) for _ in range(count)))
         # Sending 200 requests and accepting 200 connections costs both sides ~0.1 s of CPU on this
-        # small machine: probe once the burst is in flight, not while it is being dispatched.
-        await asyncio.sleep(0.25)
+        # small machine (this process's loop too, which also times the probes): probe once the server
+        # reports the burst in flight, not while it is being dispatched.
+        await _until_in_flight(probe_client, url, count)
         probes: list[float] = []
         stop = time.perf_counter() + probe_for
         while time.perf_counter() < stop:
@@ -45,6 +47,21 @@ async def _burst_while_probing(url: str, slow: str, count: int, probe_for: float
     finally:
         slow_client.close()
         probe_client.close()
+
+
+async def _until_in_flight(client: AsyncHTTPClient, url: str, count: int, within_s: float = 5.0) -> None:
+    """Wait until the server's in-flight gauge (sampled every 0.25 s) shows ``count`` requests."""
+    deadline = time.perf_counter() + within_s
+    seen = 0.0
+    while time.perf_counter() < deadline:
+        resp, _ = await timed_fetch(client, url + "/metrics")
+        found = re.search(r"^http_requests_in_flight (\S+)$", resp.body.decode(), re.M)
+        seen = float(found.group(1)) if found else 0.0
+        if seen >= count:
+            await asyncio.sleep(0.05)
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"the burst never was in flight: {seen:.0f} of {count} after {within_s} s")
 
 
 async def _warm(client: AsyncHTTPClient, url: str, count: int) -> None:

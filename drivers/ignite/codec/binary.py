@@ -323,6 +323,9 @@ class BinaryTypeRegistry:
         ids = tuple(field_id(n) for n in obj.fields)
         sid = schema_id(ids)
         names = self._names.get(obj.type_id)
+        if len(set(ids)) != len(ids) or (names and any(names.get(fid, n.lower()).lower() != n.lower()
+                                                       for n, fid in zip(obj.fields, ids, strict=True))):
+            raise LocalProtocolError(_collision(obj, ids, names or {}))
         if names is None or (obj.type_id, sid) not in self._schemas or \
                 any(fid not in names for fid in ids):
             if obj.type_name is None and obj.type_id not in self._types:
@@ -336,3 +339,17 @@ class BinaryTypeRegistry:
                 schemas=((sid, ids),) if ids else ())
             self.register_type(meta, sent=False)
         return ids, sid
+
+
+def _collision(obj: BinaryObject, ids: tuple[int, ...], known: dict[int, str]) -> str:
+    """Which field names share a field id (Java's String.hashCode of the lower-cased name), as Ignite refuses."""
+    seen: dict[int, str] = {}
+    for name, fid in zip(obj.fields, ids, strict=True):
+        other = seen.get(fid)
+        if other is None and known.get(fid, name).lower() != name.lower():
+            other = known[fid]
+        if other is not None:
+            return (f"{obj.type_name or obj.type_id}: fields {other!r} and {name!r} have the same field id {fid} "
+                    "(the hash of the lower-cased name): rename one")
+        seen[fid] = name
+    return f"{obj.type_name or obj.type_id}: two fields share a field id"

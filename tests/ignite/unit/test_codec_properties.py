@@ -10,11 +10,14 @@ import struct
 import uuid
 from typing import Annotated, Any
 
-from hypothesis import given, settings
+import pytest
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from drivers.ignite.codec import BinaryObject, BinaryTypeRegistry, read_value, write_value
 from drivers.ignite.codec import hints as h
+from drivers.ignite.codec.hashing import field_id
+from drivers.ignite.errors import LocalProtocolError
 
 UTC = datetime.UTC
 SETTINGS = settings(max_examples=60, deadline=None)
@@ -188,9 +191,23 @@ def test_dataclass_objects(row: Row, compact: bool) -> None:
 @given(st.dictionaries(st.from_regex(r"[a-z][a-z0-9_]{0,8}", fullmatch=True), scalars, max_size=6),
        st.booleans())
 def test_generic_binary_objects(fields: dict[str, Any], compact: bool) -> None:
+    assume(len({field_id(name) for name in fields}) == len(fields))   # colliding names: the test below
     reg = BinaryTypeRegistry(compact_footer=compact)
     obj = BinaryObject("Generic", fields)
     assert roundtrip(obj, reg) == obj
+
+
+@pytest.mark.parametrize("first, second", [("wq", "y3"), ("name", "NAME")])
+def test_two_fields_with_one_field_id_are_refused_naming_both(first: str, second: str) -> None:
+    # Field ids are Java's String.hashCode of the lower-cased name: "wq" and "y3" both hash to 3802.
+    assert field_id(first) == field_id(second)
+    with pytest.raises(LocalProtocolError, match=f"'{first}' and '{second}'"):
+        roundtrip(BinaryObject("Generic", {first: 1, second: 2}), BinaryTypeRegistry())
+    reg = BinaryTypeRegistry()
+    roundtrip(BinaryObject("Later", {first: 1}), reg)
+    if first.lower() != second.lower():          # a later object of the same type, with the other name
+        with pytest.raises(LocalProtocolError, match=f"'{first}' and '{second}'"):
+            roundtrip(BinaryObject("Later", {second: 2}), reg)
 
 
 @SETTINGS
