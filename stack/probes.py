@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 
-import aiomysql
+import asyncmy.errors
 
 from drivers.ignite import Client as IgniteClient
 from drivers.ignite import IgniteConfig
@@ -30,7 +30,7 @@ async def mysql(config: MySQLConfig, *, server_only: bool = False) -> str:
         return f"MariaDB {row[0] if row else '?'}"
     except Exception as exc:
         cause = exc.__cause__
-        if server_only and isinstance(cause, aiomysql.Error) and cause.args and \
+        if server_only and isinstance(cause, asyncmy.errors.Error) and cause.args and \
                 cause.args[0] in _NOT_BOOTSTRAPPED:
             return "server answers (app user not created yet)"
         raise

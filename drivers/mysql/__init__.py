@@ -1,4 +1,4 @@
-"""MySQL/MariaDB for asyncio: aiomysql connections in a pool of our own, with deadlines.
+"""MySQL/MariaDB for asyncio: asyncmy connections in a pool of our own, with deadlines.
 
     client.py   MySQLClient: queries, deadlines, discard on failure, the call boundary   (API)
     pool.py     Pool: O(1) acquire and release, FIFO hand-off to waiters               (connections)

@@ -1,6 +1,6 @@
-"""MySQL/MariaDB through aiomysql connections in a pool of our own, with connect and query deadlines.
+"""MySQL/MariaDB through asyncmy connections in a pool of our own, with connect and query deadlines.
 
-The pool (``drivers.mysql.pool``) replaces aiomysql's, whose lock, scan of every
+The pool (``drivers.mysql.pool``) replaces the driver's, whose lock, scan of every
 free connection and task per release cost more CPU than the queries themselves
 with hundreds in flight.  A query that fails, times out or is cancelled closes
 its connection instead of returning it to the pool: the server may still be
@@ -24,7 +24,8 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager, nullcontext
 from typing import Any
 
-import aiomysql
+import asyncmy.errors
+from asyncmy.cursors import Cursor
 
 from drivers import budget
 from drivers.base import Calls, ClientStats, LifecycleMixin, client_stats, converted
@@ -39,18 +40,18 @@ _LOST = {2003, 2006, 2013, 2055}  # can't connect, gone away, lost during query,
 def _convert(exc: BaseException) -> DriverError | None:
     if isinstance(exc, TimeoutError):
         return BackendTimeout(f"mysql: deadline passed ({str(exc) or 'no answer in time'})", backend="mysql")
-    if isinstance(exc, aiomysql.OperationalError) and exc.args and exc.args[0] in _LOST:
+    if isinstance(exc, asyncmy.errors.OperationalError) and exc.args and exc.args[0] in _LOST:
         return BackendUnavailable(f"mysql: {exc.args[1] if len(exc.args) > 1 else exc}", backend="mysql")
     if isinstance(exc, OSError):
         return BackendUnavailable(f"mysql: {exc}", backend="mysql")
-    if isinstance(exc, aiomysql.Error):
+    if isinstance(exc, asyncmy.errors.Error):
         detail = exc.args[1] if len(exc.args) > 1 else str(exc)
         return BackendError(f"mysql: {detail}", backend="mysql")
     return None
 
 
 class MySQLClient(LifecycleMixin):
-    """One pool of aiomysql connections for the process."""
+    """One pool of asyncmy connections for the process."""
 
     name = "mysql"
 
@@ -89,7 +90,7 @@ class MySQLClient(LifecycleMixin):
             pool.close()
 
     @asynccontextmanager
-    async def _cursor(self, op: str | None, timeout_s: float | None) -> AsyncIterator[aiomysql.Cursor]:
+    async def _cursor(self, op: str | None, timeout_s: float | None) -> AsyncIterator[Cursor]:
         if self._pool is None:
             raise BackendUnavailable("mysql: client is not started", backend="mysql")
         pool = self._pool

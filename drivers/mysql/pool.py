@@ -1,9 +1,9 @@
-"""A pool of aiomysql connections with O(1) acquire and release: no lock, no task per release.
+"""A pool of asyncmy connections with O(1) acquire and release: no lock, no task per release.
 
-aiomysql's own ``Pool`` takes an ``asyncio.Condition`` on every acquire, scans every
-free connection on every acquire, and creates a task on every release to notify the
-condition; with hundreds of queries in flight that bookkeeping costs more CPU than
-the queries' own protocol work.  Here:
+The drivers' own pools (aiomysql's, asyncmy's) take an ``asyncio.Condition`` on every
+acquire, scan every free connection on every acquire, and create a task on every
+release to notify the condition; with hundreds of queries in flight that bookkeeping
+costs more CPU than the queries' own protocol work.  Here:
 
 - idle connections are a LIFO stack (the most recently used, whose socket and
   server thread are warm, go out first); a connection is checked when it is taken
@@ -29,7 +29,8 @@ import math
 import time
 from typing import Any
 
-import aiomysql
+import asyncmy
+from asyncmy.connection import Connection
 
 from drivers.errors import BackendBusy, BackendUnavailable, InterfaceError
 
@@ -44,8 +45,8 @@ class Pool:
         self.minsize, self.maxsize = minsize, maxsize
         self.recycle_s = recycle_s
         self._connect_kwargs = connect_kwargs
-        self._idle: list[aiomysql.Connection] = []
-        self._waiters: collections.deque[asyncio.Future[aiomysql.Connection | None]] = collections.deque()
+        self._idle: list[Connection] = []
+        self._waiters: collections.deque[asyncio.Future[Connection | None]] = collections.deque()
         self.size = 0
         self.in_use = 0
         self.closed = False
@@ -73,24 +74,22 @@ class Pool:
                 raise
             self._idle.append(conn)
 
-    async def _connect(self) -> aiomysql.Connection:
+    async def _connect(self) -> Connection:
         try:
-            conn = await aiomysql.connect(**self._connect_kwargs)
+            conn = await asyncmy.connect(**self._connect_kwargs)
         except Exception as exc:
             self.last_error = exc
             raise
         self.last_error = None
         return conn
 
-    def _usable(self, conn: aiomysql.Connection, now: float) -> bool:
-        reader = conn._reader
-        if conn.closed or reader is None or reader.at_eof() or reader.exception() is not None:
-            return False
-        if getattr(reader, "eof_received", False):   # MySQL 8 sends an error packet before closing
+    def _usable(self, conn: Connection, now: float) -> bool:
+        # _stream_broken: the transport is closing or the server closed its side (asyncmy's own check)
+        if not conn.connected or conn._stream_broken:  # type: ignore[attr-defined]
             return False
         return not (self.recycle_s > 0 and now - conn.last_usage > self.recycle_s)
 
-    async def acquire(self, wait_s: float | None = None) -> aiomysql.Connection:
+    async def acquire(self, wait_s: float | None = None) -> Connection:
         """A connection; with ``wait_s``, ``BackendBusy`` if none is free within that many seconds."""
         if self.closed:
             raise BackendUnavailable("mysql: the pool is closed", backend="mysql")
@@ -113,7 +112,7 @@ class Pool:
                     self._free_slot()
                     raise
                 return self._lend(conn)
-            fut: asyncio.Future[aiomysql.Connection | None] = loop.create_future()
+            fut: asyncio.Future[Connection | None] = loop.create_future()
             self._waiters.append(fut)
             try:
                 if until is None:
@@ -138,7 +137,7 @@ class Pool:
                 return self._lend(handed)
             # None: a slot was freed; go round and open a connection in it
 
-    def _lend(self, conn: aiomysql.Connection) -> aiomysql.Connection:
+    def _lend(self, conn: Connection) -> Connection:
         self.in_use += 1
         self._lent[id(conn)] = time.monotonic()
         return conn
@@ -148,20 +147,20 @@ class Pool:
         ahead = self.waiting / max(1, self.maxsize)
         return float(min(60, max(1, math.ceil(self.hold_s * (1 + ahead)))))
 
-    def release(self, conn: aiomysql.Connection, *, discard: bool = False) -> None:
+    def release(self, conn: Connection, *, discard: bool = False) -> None:
         """Give a connection back; ``discard`` (or a closed one, or one in a transaction) closes it."""
         self.in_use -= 1
         lent = self._lent.pop(id(conn), None)
         if lent is not None:
             self.hold_s += _HOLD_WEIGHT * (time.monotonic() - lent - self.hold_s)
-        if discard or self.closed or conn.closed or conn.get_transaction_status():
+        if discard or self.closed or not conn.connected or conn.get_transaction_status():
             conn.close()
             self.size -= 1
             self._free_slot()
             return
         self._give(conn)
 
-    def _give(self, conn: aiomysql.Connection) -> None:
+    def _give(self, conn: Connection) -> None:
         waiters = self._waiters
         while waiters:
             fut = waiters.popleft()
