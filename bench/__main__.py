@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench [--quick] [--seconds 8] [--warmup 2] [--concurrency 16,64,256]
                               [--variants project,threadpool,celery,blocking] [--routes now,redis,mysql,slow,fanout]
-                              [--threads 32] [--probe-rate 100] [--locust] [--out bench/results]
+                              [--connections 32] [--probe-rate 100] [--locust] [--out bench/results]
 
 Starts the local stack if needed, seeds it, starts this project's server, the variants
 (``bench/variants``) and a bare hello-world, runs wrk against every route, variant and concurrency
@@ -60,7 +60,9 @@ def parser() -> argparse.ArgumentParser:
                    help=f"which servers (default all: {','.join(VARIANTS)})")
     p.add_argument("--routes", type=_names(list(ROUTES), "route"),
                    help=f"which routes (default all: {','.join(ROUTES)})")
-    p.add_argument("--threads", type=int, default=32, help="thread pool size and Celery worker concurrency (32)")
+    p.add_argument("--connections", type=int, default=32,
+                   help="backend connections of every variant: the thread pool's threads, Celery's worker "
+                        "concurrency and this project's MySQL pool, all the same (32; also try 256)")
     p.add_argument("--probe-rate", type=float, default=100.0, help="/now probe requests per second (100)")
     p.add_argument("--no-hello", action="store_true", help="skip the bare Tornado hello-world baseline")
     p.add_argument("--locust", action="store_true", help="also run locust's mix against this project, headless")
@@ -73,10 +75,11 @@ def parser() -> argparse.ArgumentParser:
 
 def config_from(args: argparse.Namespace, argv: list[str]) -> Config:
     """The run's settings: the defaults, then ``--quick``'s, then whatever was given explicitly."""
-    if args.threads < 1 or args.probe_rate <= 0 or args.locust_users < 1:
-        raise BenchError("--threads, --probe-rate and --locust-users must be positive")
+    if args.connections < 1 or args.probe_rate <= 0 or args.locust_users < 1:
+        raise BenchError("--connections, --probe-rate and --locust-users must be positive")
     config = Config(variants=args.variants or list(VARIANTS), routes=args.routes or list(ROUTES),
-                    probe_rate=args.probe_rate, threads=args.threads, hello=not args.no_hello, locust=args.locust,
+                    probe_rate=args.probe_rate, connections=args.connections, hello=not args.no_hello,
+                    locust=args.locust,
                     locust_users=args.locust_users, out=args.out.resolve(), stack=not args.no_stack,
                     command=shlex.join(["python", "-m", "bench", *argv]))
     if args.quick:

@@ -294,13 +294,15 @@ def _probe_row(results: dict[str, Any], variant: str, runs: list[tuple[str, int]
 
 def all_runs_table(results: dict[str, Any]) -> list[str]:
     header = ["route", "variant", "c", "requests", "req/s", "p50 ms", "p90 ms", "p99 ms", "max ms", "errors",
-              "probe p50 ms", "probe p99 ms", "probe max ms", "probe unanswered"]
+              "probe p50 ms", "probe p99 ms", "probe max ms", "probe unanswered", "RSS MB (idle)", "KB per conn"]
     rows = []
     for r in results.get("runs", []):
-        w, p = r["wrk"], r.get("probe") or {}
+        w, p, mem = r["wrk"], r.get("probe") or {}, r.get("memory") or {}
         rows.append([r["route"], r["variant"], r["concurrency"], w["requests"], w["requests_per_s"], w["p50_ms"],
                      w["p90_ms"], w["p99_ms"], w["max_ms"], w["error_count"], p.get("p50_ms", ""),
-                     _probe_cell(p) if p else "", p.get("max_ms", ""), p.get("unanswered", "")])
+                     _probe_cell(p) if p else "", p.get("max_ms", ""), p.get("unanswered", ""),
+                     f"{mem['rss_peak_mb']:g} ({mem['rss_idle_mb']:g})" if mem else "",
+                     mem.get("kb_per_connection", "")])
     return table(header, rows, align="llr")
 
 

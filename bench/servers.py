@@ -41,6 +41,20 @@ HELLO = "hello"
 READY_PATH = "/mysql/items/1"  # a backend round trip through the variant's own path
 
 
+def rss_bytes(server: Server) -> int:
+    """Resident memory of the server's processes now, summed (0 for those gone)."""
+    total = 0
+    for proc in server.procs:
+        try:
+            status = Path(f"/proc/{proc.pid}/status").read_text()
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1]) * 1024
+    return total
+
+
 class ServerFailed(RuntimeError):
     """A server did not start or answer; the message names it and ends with its log."""
 
@@ -57,6 +71,7 @@ class Server:
     port: int
     log: Path
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    idle_rss: int = 0      # resident memory once started and answering, before any load (bytes)
 
     @property
     def url(self) -> str:

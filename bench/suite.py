@@ -16,6 +16,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,7 +50,7 @@ class Config:
     probe_rate: float = 100.0
     probe_timeout: float = 5.0
     idle_probe_seconds: float = 3.0
-    threads: int = 32
+    connections: int = 32       # backend connections of every variant: threads, Celery concurrency, MySQL pool
     hello: bool = True
     locust: bool = False
     locust_seconds: float = 20.0
@@ -155,6 +156,16 @@ def measure(server: Server, path: str, concurrency: int, config: Config, *, prob
         offset = min(1.0, duration * 0.3)
         prober = run_probe(server.url + "/now", rate=config.probe_rate, seconds=max(0.5, duration - offset - 0.5),
                            timeout_s=config.probe_timeout, start_at=time.time() + offset, cpu=config.load_cpu)
+    idle_rss = servers.rss_bytes(server)
+    peak_rss = [idle_rss]
+    done = threading.Event()
+
+    def sample_rss() -> None:       # the server's memory under this load: its peak, every 0.25 s
+        while not done.wait(0.25):
+            peak_rss[0] = max(peak_rss[0], servers.rss_bytes(server))
+
+    sampler = threading.Thread(target=sample_rss, daemon=True)
+    sampler.start()
     try:
         result = wrk.run(url, seconds=duration, connections=concurrency, cpu=config.load_cpu)
     except BaseException:
@@ -162,9 +173,15 @@ def measure(server: Server, path: str, concurrency: int, config: Config, *, prob
             prober.kill()
             prober.communicate()
         raise
+    finally:
+        done.set()
+        sampler.join()
     probed = probe_result(prober, duration + config.probe_timeout + 30) if prober is not None else None
     settled = servers.settle(server, settle_path)
-    return {"wrk": result.as_dict(), "probe": probed, "settled_after": settled}
+    baseline = server.idle_rss or idle_rss   # before any load: what the load's connections and requests added
+    memory = {"rss_idle_mb": round(baseline / 2**20, 1), "rss_peak_mb": round(peak_rss[0] / 2**20, 1),
+              "kb_per_connection": round((peak_rss[0] - baseline) / 1024 / concurrency, 1)}
+    return {"wrk": result.as_dict(), "probe": probed, "settled_after": settled, "memory": memory}
 
 
 def _describe(run: dict[str, Any]) -> str:
@@ -174,6 +191,9 @@ def _describe(run: dict[str, Any]) -> str:
     if p:
         bound = ">=" if p["censored"] else ""
         text += f"  | /now probe p99 {bound}{p['p99_ms']:.2f} ms ({p['unanswered']} unanswered)"
+    m = run.get("memory")
+    if m:
+        text += f"  | RSS {m['rss_peak_mb']:.0f} MB (+{m['kb_per_connection']:.0f} KB per connection)"
     return text
 
 
@@ -186,12 +206,14 @@ def setup_lines(config: Config) -> list[str]:
              ("Each server's processes (for Celery: the Tornado process and the worker) pinned to CPU "
               f"{config.server_cpu}; wrk, the probe and locust to CPU {config.load_cpu}; the backends (MariaDB, "
               "Redis, FerretDB, Ignite) are not pinned." if pinned else "No CPU pinning (taskset missing or 1 CPU)."),
-             f"Thread pool: {config.threads} threads (Python's default `ThreadPoolExecutor` would have "
+             f"Every variant gets {config.connections} backend connections: the thread pool's threads, Celery's "
+             "worker concurrency and this project's MySQL pool (the same size, for a fair comparison).",
+             f"Thread pool: {config.connections} threads (Python's default `ThreadPoolExecutor` would have "
              f"min(32, CPUs + 4) = {min(32, cpus + 4)} here); each thread holds its own MySQL and Ignite connection.",
-             f"Celery: worker `--pool=threads --concurrency={config.threads}` (prefetch multiplier 4), Redis broker "
-             "and result backend; Tornado sends with `send_task` and awaits the result's pub/sub message "
+             f"Celery: worker `--pool=threads --concurrency={config.connections}` (prefetch multiplier 4), "
+             "Redis broker and result backend; Tornado sends with `send_task` and awaits the result's pub/sub message "
              "on one PSUBSCRIBE (no polling).",
-             f"This project: `python -m app serve`, one process, MySQL pool of {max(config.concurrency)} "
+             f"This project: `python -m app serve`, one process, MySQL pool of {config.connections} "
              "connections, access log off, other settings default.",
              f"`/now` probe: {config.probe_rate:g} req/s, open loop, during every measured run (from 1 s after "
              "its start to 0.5 s before its end) and for "
@@ -215,7 +237,7 @@ def run(config: Config) -> dict[str, Any]:
         "meta": {"date": started.strftime("%Y-%m-%d %H:%M UTC"), "command": config.command,
                  "commit": report.git_commit(ROOT), "machine": report.machine(), "seconds": config.seconds,
                  "warmup": config.warmup, "concurrency": config.concurrency, "probe_rate": config.probe_rate,
-                 "threads": config.threads, "paths": {**ROUTES, "hello": "/"}, "setup": setup_lines(config)},
+                 "connections": config.connections, "paths": {**ROUTES, "hello": "/"}, "setup": setup_lines(config)},
         "runs": [], "idle_probes": {}, "locust": None,
     }
     logs = config.out / "logs"
@@ -224,8 +246,10 @@ def run(config: Config) -> dict[str, Any]:
     try:
         names = ([HELLO] if config.hello and "redis" in config.routes else []) + config.variants
         progress.say(f"starting {', '.join(names)} ...")
-        running.update(servers.start_all(names, logs, cpu=config.server_cpu, threads=config.threads,
-                                         mysql_pool=max(config.concurrency)))
+        running.update(servers.start_all(names, logs, cpu=config.server_cpu, threads=config.connections,
+                                         mysql_pool=config.connections))
+        for server in running.values():
+            server.idle_rss = servers.rss_bytes(server)
         for name in config.variants:
             proc = run_probe(running[name].url + "/now", rate=config.probe_rate, seconds=config.idle_probe_seconds,
                              timeout_s=config.probe_timeout, start_at=None, cpu=config.load_cpu)
@@ -242,7 +266,7 @@ def run(config: Config) -> dict[str, Any]:
             progress.finished(_describe(run_record))
         if config.locust:
             server = running.get("project") or servers.start("project", logs, cpu=config.server_cpu,
-                                                             mysql_pool=max(config.concurrency))
+                                                             mysql_pool=config.connections)
             running["project"] = server
             progress.say(f"locust: {config.locust_users} users for {config.locust_seconds:g} s "
                          "against this project ...")

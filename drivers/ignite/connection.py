@@ -16,7 +16,7 @@ Rules of this file:
   protocol error and closes the socket: no attempt to resynchronise.
 - States (``kit.State``): CONNECTING -> HANDSHAKING -> READY -> CLOSED; CLOSED is final.
 - Its liveness rules.  A connection that produced no reply at all for twice the
-  request timeout while requests wait (a blackholed or half-open node: each
+  request timeout (at least 1 s) while requests wait (a blackholed or half-open node: each
   request fails on its deadline, but none will ever be answered again) is
   closed, and the router opens a new one (the outbox's stuck check).
   Heartbeats (feature HEARTBEAT): right after the handshake
@@ -63,7 +63,7 @@ from drivers.ignite.protocol.handshake import (
     decode_handshake_reply,
     encode_handshake,
 )
-from drivers.kit import Closer, ErrorKinds, Outbox, PumpStats, State, connect, fail_all, set_nodelay
+from drivers.kit import Closer, ErrorKinds, Outbox, PumpStats, State, connect, fail_all, set_nodelay, stuck_after
 
 LATEST = ProtocolVersion(1, 7, 0)
 SUPPORTED = frozenset({ProtocolVersion(1, v, 0) for v in range(8)})
@@ -104,7 +104,7 @@ class Connection(asyncio.Protocol):
         self._pending: dict[int, asyncio.Future[Reply]] = {}
         self._out: Outbox[int] = Outbox(loop, config.request_timeout_s, alive=self._pending.__contains__,
                                         expire=self._timeout, expire_own=self._timeout_own,
-                                        stuck_after_s=2 * config.request_timeout_s, on_stuck=self._stuck)
+                                        stuck_after_s=stuck_after(config.request_timeout_s), on_stuck=self._stuck)
         self._next_id = 0
         self._handshake: asyncio.Future[HandshakeAccepted | HandshakeRejected] | None = None
         self._on_topology = on_topology

@@ -13,7 +13,7 @@ push messages) and how it checks that the peer is alive.
 
 from drivers.kit.connect import ErrorKinds, connect, set_nodelay
 from drivers.kit.lifecycle import Closer, State, fail_all
-from drivers.kit.outbox import Outbox
+from drivers.kit.outbox import Outbox, stuck_after
 from drivers.kit.stats import PumpStats
 
-__all__ = ["Closer", "ErrorKinds", "Outbox", "PumpStats", "State", "connect", "fail_all", "set_nodelay"]
+__all__ = ["Closer", "ErrorKinds", "Outbox", "PumpStats", "State", "connect", "fail_all", "set_nodelay", "stuck_after"]

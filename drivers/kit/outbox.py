@@ -21,6 +21,10 @@ Rules of this file:
   deadline still fails it on time (and it may leave the pump's table then); this
   catches the connection that will never answer again (a blackholed or half-open
   peer), so that it is replaced.  The sweep runs while such a request is out.
+  ``stuck_after(timeout_s)`` is the drivers' policy: twice their reply timeout,
+  never under ``STUCK_AFTER_MIN_S`` (a peer quiet for less than a second — a JVM
+  pause, a busy machine — is slow, not gone: its late replies are dropped, the
+  connection kept).
 - ``close`` (the connection closed) drops unsent bytes, cancels both timers and
   forgets every deadline; nothing is written or expired after it.
 - Sending a request is the hot path of every driver: one method call does the
@@ -39,6 +43,14 @@ K = TypeVar("K")
 
 SWEEP_PERIOD_S = 0.05
 Chunk = bytes | bytearray
+
+
+STUCK_AFTER_MIN_S = 1.0
+
+
+def stuck_after(timeout_s: float) -> float:
+    """How long a connection may go without any reply while requests wait, before it is replaced."""
+    return max(2 * timeout_s, STUCK_AFTER_MIN_S)
 
 
 class Outbox(Generic[K]):

@@ -14,7 +14,7 @@ Rules of this file:
 - Deadlines: every command has the connection's one timeout (the ``kit.Outbox``'s
   FIFO, swept every min(50 ms, timeout / 4)); those passed fail with ``BackendTimeout``.
 - Its liveness rule (the outbox's stuck check): a connection that has not
-  produced a single reply for ``stuck_after_s`` (2x the timeout) while commands
+  produced a single reply for ``stuck_after_s`` (2x the timeout, at least 1 s) while commands
   wait is dead and is closed.
 - A lost connection, a protocol error or a reply with nothing pending fails every
   pending command with ``BackendUnavailable`` and drops the socket: no attempt
@@ -43,7 +43,7 @@ from typing import Any
 import hiredis
 
 from drivers.errors import BackendError, BackendTimeout, BackendUnavailable, DriverError, ProtocolError
-from drivers.kit import Closer, ErrorKinds, Outbox, PumpStats, State, connect, fail_all, set_nodelay
+from drivers.kit import Closer, ErrorKinds, Outbox, PumpStats, State, connect, fail_all, set_nodelay, stuck_after
 from drivers.redis.config import RedisConfig
 from drivers.redis.resp import Arg, encode_command
 
@@ -60,7 +60,7 @@ class PipeConnection(asyncio.Protocol):
                  stuck_after_s: float | None = None) -> None:
         self.where = where
         self.timeout_s = timeout_s
-        self.stuck_after_s = 2 * timeout_s if stuck_after_s is None else stuck_after_s
+        self.stuck_after_s = stuck_after(timeout_s) if stuck_after_s is None else stuck_after_s
         self.counters = counters if counters is not None else PumpStats()
         loop = self._loop = asyncio.get_running_loop()
         self.life = Closer(f"redis {where}", loop)

@@ -43,7 +43,7 @@ def test_the_suite_writes_json_markdown_and_plots(wrk_ready: None, seeded: None,
 
 @pytest.mark.parametrize(("argv", "message"), [
     (["--seconds", "0"], "error: --seconds must be from 1 to 600\n"),
-    (["--threads", "0"], "error: --threads, --probe-rate and --locust-users must be positive\n"),
+    (["--connections", "0"], "error: --connections, --probe-rate and --locust-users must be positive\n"),
 ])
 def test_bad_options_are_one_line_errors(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
     from bench.__main__ import main

@@ -96,13 +96,15 @@ def test_a_short_timeout_sweeps_at_a_quarter_of_it(loop: ClockLoop) -> None:
     assert isinstance(fut.exception(), BackendTimeout)
 
 
-def test_a_connection_without_a_single_reply_for_twice_the_timeout_is_closed(loop: ClockLoop) -> None:
-    conn, peer = connected(loop, timeout_s=0.2)
+def test_a_connection_without_a_single_reply_for_twice_the_timeout_and_a_second_is_closed(loop: ClockLoop) -> None:
+    conn, peer = connected(loop, timeout_s=0.6)          # stuck after max(2 x 0.6, 1.0) = 1.2 s
     stuck = send(loop, conn, "GET", "x")
-    loop.advance(0.25)
+    loop.advance(0.65)
     assert isinstance(stuck.exception(), BackendTimeout) and conn.state is State.READY
     later = send(loop, conn, "GET", "y")
-    loop.advance(0.2)                                     # 0.45 s without a reply while commands wait
+    loop.advance(0.5)                                     # 1.15 s without a reply: slow, not gone
+    assert conn.state is State.READY
+    loop.advance(0.1)                                     # 1.25 s
     assert conn.state is State.CLOSED
     assert isinstance(later.exception(), BackendUnavailable)
     assert "no reply at all" in str(later.exception())
@@ -179,3 +181,13 @@ def test_counters_survive_a_reconnect(loop: ClockLoop) -> None:
     assert loop.run(lambda: pipe.execute("PING")) == b"PONG"
     assert (pipe.counters.connects, pipe.counters.reconnects, pipe.counters.requests) == (2, 1, 2)
     loop.run(pipe.aclose)
+
+
+def test_a_short_timeout_does_not_make_a_slow_peer_count_as_gone(loop: ClockLoop) -> None:
+    conn, peer = connected(loop, timeout_s=0.05)         # 2x the timeout is 0.1 s; the floor is 1 s
+    first = send(loop, conn, "GET", "x")
+    loop.advance(0.5)                                     # a pause on the peer's side
+    assert isinstance(first.exception(), BackendTimeout) and conn.state is State.READY
+    peer.send(b"$1\r\nx\r\n")                             # its late reply is dropped, the connection kept
+    loop.settle()
+    assert conn.state is State.READY and conn.counters.late_replies == 1

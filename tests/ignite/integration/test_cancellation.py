@@ -55,6 +55,10 @@ async def test_timed_out_requests_drop_their_late_replies(settings: Settings, ca
             except IgniteTimeout:
                 pass
         assert answered > 0
-        stats = hasty.stats()
-        assert stats["late_replies"] > 0
+        for _ in range(50):      # a node just started (its JIT cold) may still be answering the burst
+            stats = hasty.stats()
+            if stats["late_replies"] > 0:
+                break
+            await asyncio.sleep(0.1)
+        assert stats["late_replies"] > 0, stats
         assert stats["in_flight"] == 0
