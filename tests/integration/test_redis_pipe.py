@@ -127,13 +127,14 @@ async def test_a_command_past_its_deadline_fails_and_later_commands_stay_in_step
 
 async def test_a_connection_that_stops_answering_is_closed_and_replaced(redis_address: tuple[str, int]) -> None:
     async with Proxy(redis_address) as proxy:
-        pipe = PipelinedRedis(at(proxy.address, socket_timeout_s=0.2))
+        pipe = PipelinedRedis(at(proxy.address, socket_timeout_s=0.6))
         try:
             await pipe.execute("PING")
             proxy.hold_replies = True
             with pytest.raises(BackendTimeout):
-                await pipe.execute("ECHO", "stuck")
-            await asyncio.sleep(0.4)  # twice the timeout without a single reply
+                await pipe.execute("ECHO", "stuck")        # fails at 0.6 s; the connection is kept ...
+            assert pipe.connected is True
+            await asyncio.sleep(0.8)  # ... until 1.2 s (twice the timeout, at least 1 s) pass without a reply
             assert pipe.connected is False
             proxy.hold_replies = False
             assert await pipe.execute("ECHO", "again") == b"again"
