@@ -199,11 +199,11 @@ class Limiter:
     def queued(self) -> int:
         return sum(1 for f in self._waiters if not f.done())
 
-    # -- slots ---------------------------------------------------------------------------------
-
     @property
     def parked(self) -> int:
         return sum(1 for f in self._parked if not f.done())
+
+    # -- slots ---------------------------------------------------------------------------------
 
     async def acquire(self) -> float:
         """Take a slot (waiting in line if none is free); the time the call starts (the loop's clock)."""

@@ -46,13 +46,17 @@ class ReadGate:
         return all(limiter.has_room() for limiter in self._limiters)
 
     async def wait(self) -> float:
-        """Wait until each remembered limiter has room, at most ``max_pause_s`` in all; seconds paused."""
-        if self.is_open():
-            return 0.0
-        began = time.monotonic()
-        end = began + self.max_pause_s
+        """Wait until each remembered limiter has room, at most ``max_pause_s`` in all; seconds paused.
+
+        ``Limiter.park`` returns at once for a limiter with room, so an open gate costs no clock read.
+        """
+        began = 0.0
         for limiter in self._limiters:
-            left = end - time.monotonic()
+            if limiter.has_room():
+                continue
+            if not began:
+                began = time.monotonic()
+            left = began + self.max_pause_s - time.monotonic()
             if left <= 0 or not await limiter.park(left):
                 break
-        return time.monotonic() - began
+        return time.monotonic() - began if began else 0.0

@@ -323,7 +323,8 @@ class BinaryTypeRegistry:
         ids = tuple(field_id(n) for n in obj.fields)
         sid = schema_id(ids)
         names = self._names.get(obj.type_id)
-        if len(set(ids)) != len(ids) or (names and any(names.get(fid, n.lower()).lower() != n.lower()
+        # Each write: names already known compare equal at once; only a different spelling is lower-cased.
+        if len(set(ids)) != len(ids) or (names and any(names.get(fid, n) != n and names[fid].lower() != n.lower()
                                                        for n, fid in zip(obj.fields, ids, strict=True))):
             raise LocalProtocolError(_collision(obj, ids, names or {}))
         if names is None or (obj.type_id, sid) not in self._schemas or \
