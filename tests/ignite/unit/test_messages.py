@@ -234,5 +234,6 @@ def test_cache_config_reply_decodes(version: ProtocolVersion) -> None:
             m.QueryField(f.name, f.type_name, f.is_key_field, f.is_notnull, f.default_value)
             for f in expected_fields)
     assert entity.fields == expected_fields
-    assert entity.indexes == CONFIG.query_entities[0].indexes if CONFIG.query_entities else True
+    assert CONFIG.query_entities and CONFIG.query_entities[0].indexes   # something to compare
+    assert entity.indexes == CONFIG.query_entities[0].indexes
     assert got.expiry_policy == (CONFIG.expiry_policy if version >= ProtocolVersion(1, 6, 0) else None)
