@@ -72,12 +72,24 @@ async def test_a_connection_killed_by_the_server_is_replaced(small: MySQLClient,
     assert small.stats()["detail"]["size"] <= 4
 
 
-async def test_a_failed_query_closes_its_connection_and_the_pool_goes_on(small: MySQLClient) -> None:
+async def test_a_failed_query_closes_its_connection_and_the_pool_goes_on(small: MySQLClient,
+                                                                        settings: Settings) -> None:
     row = await small.fetchone("SELECT CONNECTION_ID()")
     assert row is not None
+    failed = int(row[0])          # the pool's one idle connection: the failing query gets it
     with pytest.raises(BackendError):
         await small.fetchone("SELECT no_such_column FROM no_such_table")
     assert small.stats()["pool_in_use"] == 0
+    row = await small.fetchone("SELECT CONNECTION_ID()")
+    assert row is not None and int(row[0]) != failed, "the failed query's connection was handed out again"
+    async with MySQLClient(dataclasses.replace(settings.mysql, pool_min=1, pool_max=1)) as other:
+        for _ in range(40):       # the server notices the closed socket a moment later
+            left = await other.fetchone("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID = %s",
+                                        (failed,))
+            if left == (0,):
+                break
+            await asyncio.sleep(0.05)
+    assert left == (0,), "the failed query's connection is still open on the server"
     assert await small.fetchone("SELECT 3") == (3,)
 
 
