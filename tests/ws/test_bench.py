@@ -23,6 +23,12 @@ def test_a_tiny_broadcast_run_delivers_every_frame_to_every_target(stack: None, 
         assert run["delivered"] == 1.0, run
         assert run["burst_frames"] == 40 * 4
         assert 0 < run["spaced_p50_ms"] <= run["spaced_p99_ms"] <= run["spaced_max_ms"]
-    assert set(report["summary"]["targets_met"]) == {"idle_kb_per_connection<=20", "p99_delivery_ms<500",
-                                                     "frames_per_s_per_core>=100000"}
+    ours = runs["asyncstack"]
+    # Each verdict agrees with the numbers it judges; at 40 subscribers the delivery target is met.
+    assert report["summary"]["targets_met"] == {
+        "idle_kb_per_connection<=20": ours["idle_kb_per_connection"] <= 20,
+        "p99_delivery_ms<500": ours["spaced_p99_ms"] < 500,
+        "frames_per_s_per_core>=100000": ours["frames_per_s_per_core"] >= 100_000,
+    }
+    assert report["summary"]["targets_met"]["p99_delivery_ms<500"] is True, ours
     assert "| asyncstack | 40 |" in (tmp_path / "ws_broadcast.md").read_text()

@@ -354,8 +354,17 @@ async def test_shutdown_closes_every_websocket_with_1001(stack: None) -> None:
     assert await asyncio.to_thread(srv.proc.wait, 15) == 0
 
 
+async def ws_metrics(server: ServerProcess) -> dict[str, float]:
+    """The ``ws_*`` metrics, once the sampler (every 0.25 s) has copied the hub's numbers of now."""
+    await asyncio.sleep(0.6)
+    _, _, text = await asyncio.to_thread(call, server.url + "/metrics")
+    return {line.split(" ")[0]: float(line.split(" ")[1]) for line in text.splitlines() if line.startswith("ws_")}
+
+
 async def test_metrics_count_connections_subscriptions_and_frames(push_server: ServerProcess) -> None:
+    # Earlier tests on this server already pushed every counter past small numbers: compare deltas.
     channel = channel_name("metrics")
+    before = await ws_metrics(push_server)
     clients = [await Client.open(push_server) for _ in range(3)]
     try:
         for client in clients:
@@ -363,21 +372,24 @@ async def test_metrics_count_connections_subscriptions_and_frames(push_server: S
         await publish_async(push_server, channel, 1)
         for client in clients:
             await client.messages(1)
-        await asyncio.sleep(0.6)   # the sampler copies the hub's numbers every 0.25 s
-        _, _, text = await asyncio.to_thread(call, push_server.url + "/metrics")
-        values = {line.split(" ")[0]: float(line.split(" ")[1]) for line in text.splitlines()
-                  if line.startswith("ws_")}
-        assert values["ws_connections"] >= 3
-        assert values["ws_subscriptions"] >= 3
-        assert values["ws_redis_channels"] >= 1
-        assert values["ws_redis_subscription_connected"] == 1
-        assert values["ws_frames_out_total"] >= 3
-        assert values["ws_messages_in_total"] >= 1
-        assert values["ws_published_total"] >= 1
-        assert "ws_slow_consumer_disconnects_total" in values
+        during = await ws_metrics(push_server)
     finally:
         for client in clients:
             await client.close()
+    after = await ws_metrics(push_server)
+
+    def delta(name: str, later: dict[str, float] = during) -> float:
+        return later[name] - before[name]
+
+    assert delta("ws_connections") == 3
+    assert delta("ws_subscriptions") == 3
+    assert delta("ws_redis_channels") == 1
+    assert during["ws_redis_subscription_connected"] == 1
+    assert delta("ws_frames_out_total") == 3            # one message, three subscribers
+    assert delta("ws_messages_in_total") == 1
+    assert delta("ws_published_total") == 1
+    assert delta("ws_slow_consumer_disconnects_total") == 0
+    assert (delta("ws_connections", after), delta("ws_subscriptions", after)) == (0, 0)
 
 
 async def test_messages_published_while_the_subscription_reconnects_arrive_once_in_order(
