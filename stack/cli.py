@@ -8,6 +8,10 @@ answer at its address, waits (with a deadline) until it answers a real
 protocol request, and prints a status table.  A server that already answers is
 reused and left alone, so ``up`` twice is harmless and a second checkout can
 share a running stack.  ``down`` stops only processes this checkout started.
+
+Without names, ``up`` and ``status`` mean the default set: every service but
+the on-demand ones (RabbitMQ), which ``up rabbitmq`` starts and ``status``
+shows once started; ``down`` without names stops them all.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
+from typing import Literal
 
 from app.settings import Settings
 from drivers.errors import DriverError
@@ -89,7 +94,7 @@ async def up(settings: Settings, names: list[str], ignite_nodes: int) -> int:
             svc.install()
             argv = svc.prepare()
             svc.log_file.parent.mkdir(parents=True, exist_ok=True)
-            spawn(argv, log_file=svc.log_file, pid_file=svc.pid_file, cwd=svc.dir)
+            spawn(argv, log_file=svc.log_file, pid_file=svc.pid_file, cwd=svc.dir, env=svc.environment())
             print(f"  starting {svc.name} at {svc.address} (setup {time.monotonic() - began:.1f} s)",
                   flush=True)
             started.append(svc)
@@ -122,16 +127,17 @@ async def up(settings: Settings, names: list[str], ignite_nodes: int) -> int:
 
 
 def down(settings: Settings, names: list[str]) -> int:
-    chosen = _select(services(settings, known_ignite_nodes()), names)
+    chosen = _select(services(settings, known_ignite_nodes()), names, on_demand=True)
     for svc in reversed(chosen):
         pid = stop(svc.pid_file)
         if pid is not None:
+            svc.after_stop()
             print(f"  stopped {svc.name} (pid {pid})")
     return 0
 
 
 async def status(settings: Settings, names: list[str]) -> int:
-    chosen = _select(services(settings, known_ignite_nodes()), names)
+    chosen = _select(services(settings, known_ignite_nodes()), names, on_demand="started")
     rows = await asyncio.gather(*(_check(s, settings) for s in chosen))
     _print_table(rows)
     bad = [r for r in rows if r.state == "down"]
@@ -140,9 +146,16 @@ async def status(settings: Settings, names: list[str]) -> int:
     return 1 if bad else 0
 
 
-def _select(all_services: list[Service], names: list[str]) -> list[Service]:
+def _select(all_services: list[Service], names: list[str],
+            on_demand: bool | Literal["started"] = False) -> list[Service]:
+    """The services named (a name also means its numbered ones: ``ignite`` is ``ignite-0``, ...).
+
+    Without names, the default set, plus the on-demand services when ``on_demand`` is True, or
+    those of them this checkout started when it is ``"started"``.
+    """
     if not names:
-        return all_services
+        return [s for s in all_services if not s.on_demand or on_demand is True
+                or (on_demand == "started" and read_pid(s.pid_file) is not None)]
     unknown = [n for n in names if not any(s.name == n or s.name.startswith(n + "-") for s in all_services)]
     if unknown:
         known = ", ".join(sorted({s.name.split("-")[0] for s in all_services}))

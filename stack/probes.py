@@ -2,15 +2,19 @@
 
 Each probe returns a short description of what answered, or raises a
 ``DriverError`` saying why not.  The stack uses them to wait for servers and to
-print its status table; ``/readyz`` uses the same clients' ``ping``.
+print its status table; ``/readyz`` uses the same clients' ``ping``.  RabbitMQ,
+which only the load test uses, has no driver here: its probe logs in through
+py-amqp (Celery's own AMQP client) on a thread.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 
 import asyncmy.errors
 
+from drivers.errors import BackendUnavailable
 from drivers.ignite import Client as IgniteClient
 from drivers.ignite import IgniteConfig
 from drivers.mongo import MongoClient, MongoConfig
@@ -67,3 +71,20 @@ async def ignite(host: str, port: int, config: IgniteConfig) -> str:
         return f"Ignite thin client {client.protocol_version_text}"
     finally:
         await client.aclose()
+
+
+async def rabbitmq(host: str, port: int, username: str, password: str, timeout_s: float = 2.0) -> str:
+    """An AMQP 0-9-1 login and a channel opened, as ``username``."""
+    import amqp  # type: ignore[import-untyped]  # Celery's dependency: only the load test needs a broker
+
+    def login() -> str:
+        with amqp.Connection(f"{host}:{port}", userid=username, password=password, connect_timeout=timeout_s,
+                             read_timeout=timeout_s, write_timeout=timeout_s, heartbeat=0) as conn:
+            conn.channel().close()
+            props = conn.server_properties
+            return f"{props.get('product', 'AMQP broker')} {props.get('version', '?')} (AMQP 0-9-1)"
+
+    try:
+        return await asyncio.to_thread(login)
+    except Exception as exc:
+        raise BackendUnavailable(f"{type(exc).__name__}: {exc}", backend="rabbitmq") from exc

@@ -1,9 +1,11 @@
-"""The four servers of the local stack: how each is installed, started and probed.
+"""The servers of the local stack: how each is installed, started and probed.
 
-Every address comes from ``app.settings`` (its defaults are the stack's
-ports), so the stack, the service and the tests agree on one set of
-addresses.  State lives under ``.stack/<service>/`` (data, log, pid); built
-binaries that are slow to make are cached under ``~/.cache/asyncstack``.
+Every address of the service's four backends comes from ``app.settings`` (its
+defaults are the stack's ports), so the stack, the service and the tests agree
+on one set of addresses.  State lives under ``.stack/<service>/`` (data, log,
+pid); built binaries that are slow to make are cached under ``~/.cache/asyncstack``.
+A service marked ``on_demand`` (RabbitMQ, which only the load test's Celery
+variant uses) is left out when ``up`` is given no names: it starts only when named.
 """
 
 from __future__ import annotations
@@ -13,14 +15,16 @@ import json
 import os
 import shutil
 import ssl
+import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from app.settings import STACK_HOST, Settings
 from drivers.errors import BackendUnavailable
 from drivers.ignite import Client as IgniteClient
-from stack import probes
+from stack import probes, rabbitmq
 from stack.process import ROOT, STATE, SetupFailed, run
 
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "asyncstack"
@@ -37,6 +41,7 @@ IGNITE_COMMUNICATION_PORT = 24100   # node i: IGNITE_COMMUNICATION_PORT + i
 IGNITE_SECURE_PORT = 10900
 IGNITE_SECURE_DISCOVERY_PORT = 24600  # discovery list 127.0.0.1:24600..24609
 IGNITE_SECURE_COMMUNICATION_PORT = 24200
+# RabbitMQ's ports (15682 AMQP, 25682 distribution, 24369 epmd): stack/rabbitmq.py.
 
 
 @dataclass
@@ -48,6 +53,7 @@ class Service:
     port: int
     startup_timeout_s: float
     argv: list[str] = field(default_factory=list)
+    on_demand: ClassVar[bool] = False   # started only when named: `up` with no names leaves it out
 
     @property
     def address(self) -> str:
@@ -72,12 +78,19 @@ class Service:
         """Create the state folder; return the command line that starts the server."""
         raise NotImplementedError
 
+    def environment(self) -> dict[str, str] | None:
+        """The server process's whole environment, or None to inherit this one's."""
+        return None
+
     async def probe(self, settings: Settings, *, bootstrap: bool = False) -> str:
         """One real protocol round trip; a short description of what answered."""
         raise NotImplementedError
 
     def after_start(self) -> None:
         """One-time setup once the server answers (users, databases)."""
+
+    def after_stop(self) -> None:
+        """Clean up what the server left running outside its own process group."""
 
 
 # -- Debian packages --------------------------------------------------------------------------
@@ -340,6 +353,49 @@ class SecureIgniteNode(IgniteNode):
             return f"Ignite thin client {client.protocol_version_text}, TLS, user {self.USERNAME}"
 
 
+# -- RabbitMQ (on demand: the load test's Celery variant with an AMQP broker) ---------------------
+
+class RabbitMQ(Service):
+    """Debian's rabbitmq-server as a node of our own under ``.stack/rabbitmq/`` (see ``stack.rabbitmq``).
+
+    Erlang starts epmd as a daemon outside the node's process group; ``after_stop`` ends it (its
+    port is the node's own, so it is ours).
+    """
+
+    on_demand = True
+
+    @classmethod
+    def stack(cls) -> RabbitMQ:
+        return cls("rabbitmq", rabbitmq.HOST, rabbitmq.PORT, startup_timeout_s=60.0)
+
+    def install(self) -> None:
+        if not Path(rabbitmq.SCRIPT).exists():
+            _policy_rc_denies_autostart()
+            apt_install("rabbitmq-server")
+
+    def prepare(self) -> list[str]:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        (self.dir / "enabled_plugins").write_text("[].\n")
+        # the shell that runs the script is argv[0], so the pid file names what /proc shows
+        return ["/bin/sh", rabbitmq.SCRIPT]
+
+    def environment(self) -> dict[str, str]:
+        return rabbitmq.environment(self.dir, self.host, self.port)
+
+    async def probe(self, settings: Settings, *, bootstrap: bool = False) -> str:
+        return await probes.rabbitmq(self.host, self.port, rabbitmq.USERNAME, rabbitmq.PASSWORD)
+
+    def after_stop(self) -> None:
+        epmd = shutil.which("epmd")
+        if epmd is None:
+            return
+        try:  # refused while a node is registered, fails when it is not running: both are fine
+            subprocess.run([epmd, "-port", str(rabbitmq.EPMD_PORT), "-kill"], capture_output=True, timeout=10,
+                           check=False)
+        except subprocess.TimeoutExpired:
+            pass
+
+
 def services(settings: Settings, ignite_nodes: int = 1) -> list[Service]:
     """The stack's services at the addresses the settings name, in start order."""
     ignite_host, ignite_port = settings.ignite.nodes[0]
@@ -354,6 +410,7 @@ def services(settings: Settings, ignite_nodes: int = 1) -> list[Service]:
         FerretDB("mongo", settings.mongo.host, settings.mongo.port, startup_timeout_s=30.0),
         *nodes,
         SecureIgniteNode.stack(),
+        RabbitMQ.stack(),
     ]
 
 
