@@ -1,10 +1,12 @@
 """``python -m bench``: the load-test suite (``make bench``).
 
     .venv/bin/python -m bench [--quick] [--seconds 8] [--warmup 2] [--concurrency 16,64,256]
-                              [--variants project,threadpool,celery,blocking] [--routes now,redis,mysql,slow,fanout]
+                              [--variants project,threadpool,celery,blocking,celery-rabbitmq]
+                              [--routes now,redis,mysql,slow,fanout]
                               [--connections 32] [--probe-rate 100] [--locust] [--out bench/results]
 
-Starts the local stack if needed, seeds it, starts this project's server, the variants
+Starts the local stack if needed (and RabbitMQ, an on-demand service of the stack, when the
+``celery-rabbitmq`` variant is asked for), seeds it, starts this project's server, the variants
 (``bench/variants``) and a bare hello-world, runs wrk against every route, variant and concurrency
 with a fixed-rate ``/now`` probe during each run, optionally locust's mix, and writes
 ``bench.json``, ``bench.md``, ``routes.png`` and ``probe.png`` into ``--out``.  The default matrix
@@ -20,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench import report
-from bench.servers import VARIANTS
+from bench.servers import DEFAULT_VARIANTS, NEEDS_SERVICE, VARIANTS
 from bench.suite import ROUTES, BenchError, Config, run
 
 QUICK: dict[str, object] = {"seconds": 3.0, "warmup": 1.0, "concurrency": [64, 256], "idle_probe_seconds": 2.0,
@@ -57,7 +59,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=float, help="length of the warm-up run before each (default 2; 0: none)")
     p.add_argument("--concurrency", type=_levels, help="connections, e.g. 16,64,256 (the default)")
     p.add_argument("--variants", type=_names(list(VARIANTS), "variant"),
-                   help=f"which servers (default all: {','.join(VARIANTS)})")
+                   help=f"which servers (default: {','.join(DEFAULT_VARIANTS)}; also "
+                        f"{', '.join(f'{v} (starts the stack service {s})' for v, s in NEEDS_SERVICE.items())})")
     p.add_argument("--routes", type=_names(list(ROUTES), "route"),
                    help=f"which routes (default all: {','.join(ROUTES)})")
     p.add_argument("--connections", type=int, default=32,
@@ -77,7 +80,7 @@ def config_from(args: argparse.Namespace, argv: list[str]) -> Config:
     """The run's settings: the defaults, then ``--quick``'s, then whatever was given explicitly."""
     if args.connections < 1 or args.probe_rate <= 0 or args.locust_users < 1:
         raise BenchError("--connections, --probe-rate and --locust-users must be positive")
-    config = Config(variants=args.variants or list(VARIANTS), routes=args.routes or list(ROUTES),
+    config = Config(variants=args.variants or list(DEFAULT_VARIANTS), routes=args.routes or list(ROUTES),
                     probe_rate=args.probe_rate, connections=args.connections, hello=not args.no_hello,
                     locust=args.locust,
                     locust_users=args.locust_users, out=args.out.resolve(), stack=not args.no_stack,

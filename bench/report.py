@@ -21,9 +21,11 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 ROUTE_TITLES = {"now": "`/now` (no I/O)", "redis": "Redis read", "mysql": "MySQL point select",
                 "slow": "slow MySQL query (50 ms)", "fanout": "four-backend fan-out", "hello": "hello-world"}
-VARIANT_ORDER = ["project", "strict", "nopause", "unlimited", "threadpool", "celery", "blocking", "hello"]
+VARIANT_ORDER = ["project", "strict", "nopause", "unlimited", "threadpool", "celery", "celery-rabbitmq", "blocking",
+                 "hello"]
 COLORS = {"project": "#2a9d3f", "strict": "#1d6b8f", "nopause": "#b5a33f", "unlimited": "#6fbf73",
-          "threadpool": "#e07b00", "celery": "#7b3fb5", "blocking": "#c62828", "hello": "#777777"}
+          "threadpool": "#e07b00", "celery": "#7b3fb5", "celery-rabbitmq": "#d0609a", "blocking": "#c62828",
+          "hello": "#777777"}
 # Other benchmarks' result files folded into the report: file -> (title, columns to show, or None for all)
 FOLDED: dict[str, tuple[str, list[str] | None]] = {
     "ignite_client.json": ("Ignite client vs pyignite (`python -m bench.ignite_client`)",

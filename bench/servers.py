@@ -29,6 +29,7 @@ VARIANTS: dict[str, str] = {
     "blocking": "blocking drivers in the handler (pymysql, redis-py, pymongo, pyignite sync)",
     "threadpool": "the same calls via run_in_executor on a thread pool",
     "celery": "the same calls as Celery tasks (Redis broker + result backend), awaited without blocking",
+    "celery-rabbitmq": "the same Celery tasks with RabbitMQ as the broker (Redis result backend)",
     "project": "this project (python -m app serve)",
     "unlimited": "this project with its adaptive concurrency limits and read pauses off (as it was before them)",
     "nopause": "this project with its adaptive limits but without read pauses (excess requests read, then shed)",
@@ -37,6 +38,11 @@ VARIANTS: dict[str, str] = {
 UNLIMITED = {f"ASYNCSTACK_{backend}__LIMIT__ENABLED": "false" for backend in ("MYSQL", "MONGO", "IGNITE")}
 NO_PAUSE = {"ASYNCSTACK_SERVER__READ_PAUSE_MAX_S": "0"}
 STRICT = {f"ASYNCSTACK_{backend}__LIMIT__LAG_TARGET_S": "0.002" for backend in ("MYSQL", "MONGO", "IGNITE")}
+# Variants that need a server outside the stack's default set: run only when asked for by name
+# (``--variants``), after ``python -m stack up <service>``.
+NEEDS_SERVICE: dict[str, str] = {"celery-rabbitmq": "rabbitmq"}
+DEFAULT_VARIANTS = [name for name in VARIANTS if name not in NEEDS_SERVICE]
+CELERY_BROKERS = {"celery": ("redis", "worker_app"), "celery-rabbitmq": ("rabbitmq", "rabbitmq_worker_app")}
 HELLO = "hello"
 READY_PATH = "/mysql/items/1"  # a backend round trip through the variant's own path
 
@@ -105,7 +111,12 @@ def stop_process(proc: subprocess.Popen[Any], timeout: float = 15.0) -> None:
         proc.wait()
 
 
-def _commands(name: str, port: int, *, threads: int, mysql_pool: int) -> tuple[list[list[str]], dict[str, str]]:
+def commands(name: str, port: int, *, threads: int, mysql_pool: int) -> tuple[list[list[str]], dict[str, str]]:
+    """The command lines that start server ``name`` (in order), and the environment they add.
+
+    ``threads`` is the variant's backend connections (the thread pool's threads, Celery's worker
+    concurrency); ``mysql_pool`` this project's MySQL pool.
+    """
     py = sys.executable
     if name == HELLO:
         return [[py, "-m", "bench.hello", str(port)]], {}
@@ -122,11 +133,12 @@ def _commands(name: str, port: int, *, threads: int, mysql_pool: int) -> tuple[l
         return [[py, "-m", "bench.variants.blocking", "--port", str(port)]], {}
     if name == "threadpool":
         return [[py, "-m", "bench.variants.threadpool", "--port", str(port), "--threads", str(threads)]], {}
-    if name == "celery":
-        worker = [py, "-m", "celery", "-A", "bench.variants.celery_tasks:worker_app", "worker", "--pool=threads",
+    if name in CELERY_BROKERS:
+        broker, app = CELERY_BROKERS[name]
+        worker = [py, "-m", "celery", "-A", f"bench.variants.celery_tasks:{app}", "worker", "--pool=threads",
                   f"--concurrency={threads}", "-Q", "asyncstack-bench", "--without-gossip", "--without-mingle",
                   "--without-heartbeat", "--loglevel=WARNING", "-n", f"bench-{port}@%h"]
-        return [worker, [py, "-m", "bench.variants.celery_server", "--port", str(port)]], {}
+        return [worker, [py, "-m", "bench.variants.celery_server", "--port", str(port), "--broker", broker]], {}
     raise ValueError(f"unknown server {name!r}; known: {', '.join([*VARIANTS, HELLO])}")
 
 
@@ -135,9 +147,9 @@ def launch(name: str, log_dir: Path, *, cpu: int | None = 0, threads: int = 32, 
     port = free_port()
     log_dir.mkdir(parents=True, exist_ok=True)
     server = Server(name, port, log_dir / f"{name}.log")
-    commands, env = _commands(name, port, threads=threads, mysql_pool=mysql_pool)
+    argvs, env = commands(name, port, threads=threads, mysql_pool=mysql_pool)
     with server.log.open("wb") as log:
-        for argv in commands:
+        for argv in argvs:
             server.procs.append(subprocess.Popen([*pin(cpu), *argv], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
                                                  env={**os.environ, **env}))
     return server

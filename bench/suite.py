@@ -1,6 +1,7 @@
 """The load-test matrix: every route against every variant at every concurrency, with the ``/now`` probe.
 
-Order of a run: make sure wrk is installed, the local stack is up and seeded; start every server
+Order of a run: make sure wrk is installed, the local stack is up (with the on-demand services
+the chosen variants need, such as RabbitMQ for ``celery-rabbitmq``) and seeded; start every server
 (pinned to ``server_cpu``) and probe each one's ``/now`` while idle; then, route by route and
 concurrency by concurrency, each variant in turn: a warm-up wrk run (discarded), a measured wrk
 run with the fixed-rate probe against ``/now`` during it (both on ``load_cpu``), and a wait until
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import locust_runner, report, servers, wrk
-from bench.servers import HELLO, VARIANTS, Server
+from bench.servers import DEFAULT_VARIANTS, HELLO, NEEDS_SERVICE, Server
 
 ROOT = Path(__file__).resolve().parents[1]
 ROUTES: dict[str, str] = {
@@ -45,7 +46,7 @@ class Config:
     seconds: float = 8.0
     warmup: float = 2.0
     concurrency: list[int] = field(default_factory=lambda: list(DEFAULT_CONCURRENCY))
-    variants: list[str] = field(default_factory=lambda: list(VARIANTS))
+    variants: list[str] = field(default_factory=lambda: list(DEFAULT_VARIANTS))
     routes: list[str] = field(default_factory=lambda: list(ROUTES))
     probe_rate: float = 100.0
     probe_timeout: float = 5.0
@@ -106,13 +107,20 @@ def _run(module: str, *args: str, timeout: float) -> subprocess.CompletedProcess
                           timeout=timeout, check=False)
 
 
+def stack_commands(config: Config) -> list[list[str]]:
+    """``python -m stack`` arguments: the default set, then the on-demand services the variants need."""
+    extra = sorted({NEEDS_SERVICE[v] for v in config.variants if v in NEEDS_SERVICE})
+    return [["up"], *([["up", *extra]] if extra else [])]
+
+
 def prepare_stack(config: Config, progress: Progress) -> None:
     if config.stack:
-        progress.say("stack: starting what is not running (python -m stack up) ...")
-        done = _run("stack", "up", timeout=1800)
-        if done.returncode != 0:
-            tail = (done.stderr or done.stdout).strip().splitlines()
-            raise BenchError(f"the local stack did not come up: {tail[-1] if tail else 'no output'}")
+        for args in stack_commands(config):
+            progress.say(f"stack: starting what is not running (python -m stack {' '.join(args)}) ...")
+            done = _run("stack", *args, timeout=1800)
+            if done.returncode != 0:
+                tail = (done.stderr or done.stdout).strip().splitlines()
+                raise BenchError(f"the local stack did not come up: {tail[-1] if tail else 'no output'}")
     done = _run("app", "seed", timeout=300)
     if done.returncode != 0:
         tail = (done.stderr or done.stdout).strip().splitlines()
@@ -213,6 +221,9 @@ def setup_lines(config: Config) -> list[str]:
              f"Celery: worker `--pool=threads --concurrency={config.connections}` (prefetch multiplier 4), "
              "Redis broker and result backend; Tornado sends with `send_task` and awaits the result's pub/sub message "
              "on one PSUBSCRIBE (no polling).",
+             *(["Celery with RabbitMQ (`celery-rabbitmq`): the same worker, task and result backend (Redis, results "
+                "under a key prefix of their own), RabbitMQ (Debian's `rabbitmq-server`, `python -m stack up "
+                "rabbitmq`, not pinned) as the broker."] if "celery-rabbitmq" in config.variants else []),
              f"This project: `python -m app serve`, one process, MySQL pool of {config.connections} "
              "connections, access log off, other settings default.",
              f"`/now` probe: {config.probe_rate:g} req/s, open loop, during every measured run (from 1 s after "

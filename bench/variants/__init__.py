@@ -7,7 +7,8 @@ JSON bodies, reading addresses from ``app.settings`` (so ``ASYNCSTACK_*`` variab
 - ``blocking``: pymysql, pymongo, redis-py and pyignite's sync client called in the handler;
 - ``threadpool``: the same calls through ``loop.run_in_executor`` on a pool of threads;
 - ``celery_server`` + ``celery_tasks``: the same calls as Celery tasks (Redis broker and result
-  backend), awaited from Tornado without blocking its loop.
+  backend), awaited from Tornado without blocking its loop; with ``--broker rabbitmq`` and the
+  worker app ``rabbitmq_worker_app``, the same with RabbitMQ as the broker.
 
 ``common`` holds the blocking calls, ``web`` the routes and the Tornado application they share.
 """

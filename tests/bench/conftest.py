@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bench import servers, wrk
-from bench.servers import HELLO, VARIANTS, Server
+from bench.servers import DEFAULT_VARIANTS, HELLO, Server
 from tests.conftest import run_app
 
 
@@ -23,15 +23,17 @@ def wrk_ready() -> None:
 
 @pytest.fixture(scope="package")
 def bench_servers(seeded: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Server]]:
-    """The hello-world, the three variants and this project, started as the suite starts them (not pinned).
+    """The hello-world, the variants and this project, started as the suite starts them (not pinned).
 
-    Seeds first: Redis keeps nothing on disk, and other tests restart it.
+    The variants of the default set: ``celery-rabbitmq`` needs RabbitMQ, which ``make test`` does not
+    start; ``test_fairness`` checks its command lines instead.  Seeds first: Redis keeps nothing on
+    disk, and other tests restart it.
     """
     done = run_app("seed", timeout=120)
     if done.returncode != 0:
         pytest.fail(f"seeding failed:\n{done.stdout}\n{done.stderr}")
     logs: Path = tmp_path_factory.mktemp("bench-logs")
-    started = servers.start_all([HELLO, *VARIANTS], logs, cpu=None, threads=8, mysql_pool=16)
+    started = servers.start_all([HELLO, *DEFAULT_VARIANTS], logs, cpu=None, threads=8, mysql_pool=16)
     yield started
     for server in started.values():
         server.stop()
