@@ -87,13 +87,38 @@ def test_the_sweep_fails_a_command_within_one_period_after_its_deadline(loop: Cl
     assert fresh.result() == b"next" and conn.state is State.READY
 
 
+def failed_at(loop: ClockLoop, futures: dict[str, asyncio.Future[Any]]) -> dict[str, float]:
+    """Run the clock on until every future is done: the moment each one was failed (virtual seconds)."""
+    when: dict[str, float] = {}
+    for name, fut in futures.items():
+        fut.add_done_callback(lambda f, name=name: when.__setitem__(name, loop.time()))
+    loop.advance(0.9)
+    assert all(isinstance(f.exception(), BackendTimeout) for f in futures.values())
+    return when
+
+
+def test_the_sweep_runs_every_50_ms_and_fails_each_command_at_the_first_sweep_after_its_deadline(
+        loop: ClockLoop) -> None:
+    conn, _ = connected(loop, timeout_s=0.41)            # period: min(50 ms, 0.41 / 4) = 50 ms
+    t0 = loop.time()
+    first = send(loop, conn, "GET", "a")                  # starts the sweep: t0 + 50 ms, + 100 ms, ...
+    loop.advance(0.035)
+    before = send(loop, conn, "GET", "b")                 # deadline t0 + 0.445: 5 ms before a sweep
+    loop.advance(0.006)
+    after = send(loop, conn, "GET", "c")                  # deadline t0 + 0.451: 1 ms after one
+    when = failed_at(loop, {"first": first, "before": before, "after": after})
+    assert {name: round(at - t0, 6) for name, at in when.items()} == {"first": 0.45, "before": 0.45, "after": 0.5}
+
+
 def test_a_short_timeout_sweeps_at_a_quarter_of_it(loop: ClockLoop) -> None:
     conn, _ = connected(loop, timeout_s=0.08)            # sweep period: 20 ms
-    fut = send(loop, conn, "GET", "x")
-    loop.advance(0.079)
-    assert not fut.done()
-    loop.advance(0.022)
-    assert isinstance(fut.exception(), BackendTimeout)
+    t0 = loop.time()
+    first = send(loop, conn, "GET", "x")                  # starts the sweep: t0 + 20 ms, + 40 ms, ...
+    loop.advance(0.025)
+    mid = send(loop, conn, "GET", "y")                    # deadline t0 + 0.105: failed by the sweep at t0 + 0.12
+    when = failed_at(loop, {"first": first, "mid": mid})
+    assert 0.08 <= round(when["first"] - t0, 6) <= 0.1   # its deadline falls on a sweep (t0 + 4 x 20 ms)
+    assert round(when["mid"] - t0, 6) == 0.12
 
 
 def test_a_connection_without_a_single_reply_for_twice_the_timeout_and_a_second_is_closed(loop: ClockLoop) -> None:
