@@ -136,16 +136,9 @@ def seeded(stack: None) -> None:
         pytest.fail(f"seeding failed:\n{done.stdout}\n{done.stderr}")
 
 
-# Pools big enough for the 200-request concurrency tests, and a MySQL concurrency limit that starts
-# at the pool's size: those tests prove the loop is never blocked by 200 waiting calls, so none may be
-# turned away (at the defaults, most of 200 concurrent 1 s sleeps get a fast 503: tests/service/test_faults.py).
-BIG_POOLS = {"ASYNCSTACK_MYSQL__POOL_MAX": "240", "ASYNCSTACK_MYSQL__LIMIT__INITIAL": "240",
-             "ASYNCSTACK_REDIS__POOL_MAX": "240", "ASYNCSTACK_REDIS__POOL_WAIT_TIMEOUT_S": "5"}
-
-
 @pytest.fixture(scope="module")
 def service(seeded: None) -> Iterator[ServerProcess]:
-    """One server for a whole test module, over seeded data, with big pools.
+    """One server for a whole test module, over seeded data, with the default settings.
 
     Seeds again: Redis keeps nothing on disk, and other tests restart it (pytest-asyncio runs
     async tests in an order of its own, so "seeded once, before the restarts" does not hold).
@@ -153,6 +146,6 @@ def service(seeded: None) -> Iterator[ServerProcess]:
     done = run_app("seed", timeout=120)
     if done.returncode != 0:
         pytest.fail(f"seeding failed:\n{done.stdout}\n{done.stderr}")
-    srv = start_server(env=BIG_POOLS)
+    srv = start_server()
     yield srv
     srv.stop()

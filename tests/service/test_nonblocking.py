@@ -1,105 +1,135 @@
-"""The proof that nothing blocks: while hundreds of slow backend calls are in flight, ``/now`` stays fast.
+"""The proof that nothing blocks, at the default settings: while slow backend calls are in flight, ``/now`` stays fast.
 
-Each test fires a burst of slow requests at one real backend, then samples ``/now``
-while they are in flight.  A handler that blocked the loop (a sync driver, a lock,
-a thread hand-off that queued) would show as ``/now`` waiting for the slow calls.
+Each test fires a burst of slow requests at one real backend, on a server with the default settings
+(MySQL pool 20, Redis pool 64, a 0.2 s wait for a pool connection): the pool's worth of calls is
+admitted and waits on the backend, the rest are turned away at once with 503 and ``Retry-After``.
+Once the turned-away ones are answered, ``/now`` is probed while the admitted calls are still
+waiting.  A handler that blocked the loop (a sync driver, a lock, a thread hand-off that queued)
+would show as ``/now`` waiting for the slow calls.
 """
 
 from __future__ import annotations
 
 import asyncio
-import re
+import json
 import time
 import uuid
 
-from tornado.httpclient import AsyncHTTPClient, HTTPResponse
+from tornado.httpclient import HTTPResponse
 
+from app.settings import Settings
 from tests.conftest import ServerProcess
 from tests.service.http import async_client, p99, timed_fetch
 
 NOW_P99_LIMIT_S = 0.050
+SLOW_S = 2.5            # each slow call waits this long on the backend
+PROBE_EVERY_S = 0.005   # /now is sent every 5 ms (200 a second) while the slow calls wait
+MIN_PROBES = 200        # so that the 99th percentile is not simply the slowest probe
 
 
-async def _burst_while_probing(url: str, slow: str, count: int, probe_for: float
-                               ) -> tuple[list[tuple[HTTPResponse, float]], list[float], float]:
-    """Fire ``count`` slow requests; probe /now every 10 ms for ``probe_for`` s; (slow results, probes, wall).
+async def _burst_while_probing(url: str, slow: str, count: int, admitted_max: int, probe_until: float
+                               ) -> tuple[list[tuple[HTTPResponse, float]], list[float]]:
+    """Fire ``count`` slow requests; once all but ``admitted_max`` of them are answered (the refused ones),
+    send /now every PROBE_EVERY_S until ``probe_until`` s after the burst began.  (The slow results with the
+    seconds each took, and each probe's seconds from the moment it was due.)
 
-    The probes run from 0.25 s after the burst until ``probe_for`` later: while every slow request waits
-    on the backend, before the replies come back.
+    The probes are open-loop: each is sent at its time whether or not the previous one came back, and
+    timed from then, so a loop stalled for a second delays every probe due in that second (a probe
+    sent only after the previous one answered would see a long stall once, and a percentile would
+    drop it).
     """
-    slow_client, probe_client = async_client(count + 50), async_client(10)
+    slow_client, probe_client = async_client(count + 50), async_client(200)
+
+    async def probe(due: float) -> float:
+        resp, _ = await timed_fetch(probe_client, url + "/now")
+        assert resp.code == 200
+        return time.perf_counter() - due
+
     try:
         began = time.perf_counter()
-        burst = asyncio.gather(*(timed_fetch(slow_client, url + slow) for _ in range(count)))
-        # Sending 200 requests and accepting 200 connections costs both sides ~0.1 s of CPU on this
-        # small machine (this process's loop too, which also times the probes): probe once the server
-        # reports the burst in flight, not while it is being dispatched.
-        await _until_in_flight(probe_client, url, count)
-        probes: list[float] = []
-        stop = time.perf_counter() + probe_for
-        while time.perf_counter() < stop:
-            resp, took = await timed_fetch(probe_client, url + "/now")
-            assert resp.code == 200
-            probes.append(took)
-            await asyncio.sleep(0.01)
-        results = await burst
-        return results, probes, time.perf_counter() - began
+        slow_calls = [asyncio.ensure_future(timed_fetch(slow_client, url + slow)) for _ in range(count)]
+        while sum(call.done() for call in slow_calls) < count - admitted_max:
+            assert time.perf_counter() - began < 1.5, "the requests beyond the pool were not turned away"
+            await asyncio.sleep(0.005)
+        probes: list[asyncio.Future[float]] = []
+        due = time.perf_counter()
+        while due - began < probe_until:
+            await asyncio.sleep(due - time.perf_counter())
+            probes.append(asyncio.ensure_future(probe(due)))
+            due += PROBE_EVERY_S
+        return list(await asyncio.gather(*slow_calls)), list(await asyncio.gather(*probes))
     finally:
         slow_client.close()
         probe_client.close()
 
 
-async def _until_in_flight(client: AsyncHTTPClient, url: str, count: int, within_s: float = 5.0) -> None:
-    """Wait until the server's in-flight gauge (sampled every 0.25 s) shows ``count`` requests."""
-    deadline = time.perf_counter() + within_s
-    seen = 0.0
-    while time.perf_counter() < deadline:
-        resp, _ = await timed_fetch(client, url + "/metrics")
-        found = re.search(r"^http_requests_in_flight (\S+)$", resp.body.decode(), re.M)
-        seen = float(found.group(1)) if found else 0.0
-        if seen >= count:
-            await asyncio.sleep(0.05)
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"the burst never was in flight: {seen:.0f} of {count} after {within_s} s")
+def _check_admitted_or_refused(results: list[tuple[HTTPResponse, float]], pool_max: int,
+                               backend: str) -> list[tuple[HTTPResponse, float]]:
+    """Every slow request was admitted (200 after SLOW_S) or refused at once with 503 + Retry-After;
+    at most ``pool_max`` were admitted.  The admitted ones."""
+    served = [(r, t) for r, t in results if r.code == 200]
+    refused = [(r, t) for r, t in results if r.code == 503]
+    summary = (f"{len(served)} x 200 in {min((t for _, t in served), default=0):.2f}-"
+               f"{max((t for _, t in served), default=0):.2f} s, {len(refused)} x 503 in "
+               f"{min((t for _, t in refused), default=0):.2f}-{max((t for _, t in refused), default=0):.2f} s, "
+               f"others: {[(r.code, r.body[:200]) for r, _ in results if r.code not in (200, 503)][:3]}")
+    print(f"{backend}: {summary}")
+    assert len(served) + len(refused) == len(results), summary
+    assert 0 < len(served) <= pool_max, summary
+    # Sending 200 requests and accepting 200 connections keeps both cores busy for ~0.3 s before the
+    # admitted calls start; calls that waited on each other would take a multiple of SLOW_S.
+    assert all(SLOW_S - 0.002 <= t < SLOW_S + 1.0 for _, t in served), summary
+    for r, t in refused:
+        body = json.loads(r.body)
+        assert (body["error"], body["backend"]) == ("backend busy", backend), body
+        assert int(r.headers["Retry-After"]) >= 1
+        assert t < 1.0, summary     # at once: long before an admitted call could have freed its connection
+    return served
 
 
-async def _warm(client: AsyncHTTPClient, url: str, count: int) -> None:
-    """Fill the pools to ``count`` connections (untimed)."""
-    results = await asyncio.gather(*(timed_fetch(client, url) for _ in range(count)))
-    assert all(r.code == 200 for r, _ in results), {r.code for r, _ in results}
+def _check_probes(probes: list[float]) -> None:
+    print(f"/now: {len(probes)} probes, p50 {sorted(probes)[len(probes) // 2] * 1000:.1f} ms, "
+          f"p99 {p99(probes) * 1000:.1f} ms, max {max(probes) * 1000:.1f} ms")
+    slowest = sorted(probes)[-5:]
+    assert p99(probes) < NOW_P99_LIMIT_S, \
+        f"/now p99 {p99(probes) * 1000:.1f} ms over {len(probes)} probes; the slowest: {slowest}"
+    assert len(probes) >= MIN_PROBES, f"only {len(probes)} probes"
 
 
-async def test_now_stays_fast_while_200_mysql_sleeps_are_in_flight(service: ServerProcess) -> None:
-    warm = async_client(250)
-    await _warm(warm, service.url + "/mysql/sleep?s=0.3", 200)
-    warm.close()
-    results, probes, wall = await _burst_while_probing(service.url, "/mysql/sleep?s=1", 200, probe_for=0.55)
-    assert [r.code for r, _ in results] == [200] * 200
-    assert wall < 1.5 + 0.5, f"200 concurrent SLEEP(1) took {wall:.2f} s"
-    assert max(t for _, t in results) < 1.6
-    assert p99(probes) < NOW_P99_LIMIT_S, f"/now p99 {p99(probes) * 1000:.1f} ms over {len(probes)} probes"
+async def test_now_stays_fast_while_a_pool_of_mysql_sleeps_is_in_flight(service: ServerProcess,
+                                                                        settings: Settings) -> None:
+    results, probes = await _burst_while_probing(
+        service.url, f"/mysql/sleep?s={SLOW_S}", 200, settings.mysql.pool_max, SLOW_S - 0.15)
+    _check_admitted_or_refused(results, settings.mysql.pool_max, "mysql")
+    _check_probes(probes)
 
 
-async def test_now_stays_fast_while_200_redis_blpops_wait(service: ServerProcess) -> None:
-    warm = async_client(250)
-    await _warm(warm, service.url + f"/redis/blpop/warm-{uuid.uuid4().hex}?s=0.2", 200)
-    warm.close()
+async def test_now_stays_fast_while_a_pool_of_redis_blpops_waits(service: ServerProcess,
+                                                                 settings: Settings) -> None:
     key = f"empty-{uuid.uuid4().hex}"
-    results, probes, wall = await _burst_while_probing(service.url, f"/redis/blpop/{key}?s=1", 200, probe_for=0.55)
-    assert [r.code for r, _ in results] == [200] * 200
-    assert wall < 1.5 + 0.5, f"200 concurrent BLPOP 1 s took {wall:.2f} s"
-    assert p99(probes) < NOW_P99_LIMIT_S, f"/now p99 {p99(probes) * 1000:.1f} ms over {len(probes)} probes"
+    results, probes = await _burst_while_probing(
+        service.url, f"/redis/blpop/{key}?s={SLOW_S}", 200, settings.redis.pool_max, SLOW_S - 0.15)
+    served = _check_admitted_or_refused(results, settings.redis.pool_max, "redis")
+    assert all(json.loads(r.body)["value"] is None for r, _ in served)   # nothing came: BLPOP timed out
+    _check_probes(probes)
 
 
 async def test_now_stays_fast_while_slow_ignite_queries_run(service: ServerProcess) -> None:
     # The node computes these on its own threads (CPU-bound, so fewer of them on a small machine).
-    # 1.5M rows: 8 at once take 1-2 s here, inside the 5 s request budget even on a cold cluster (3M took up to 5 s)
-    results, probes, _ = await _burst_while_probing(service.url, "/ignite/range?n=1500000", 8, probe_for=0.55)
+    # 1.5M rows: 8 at once take 1-2 s here, inside the 5 s request budget even on a cold cluster
+    # (3M took up to 5 s); Ignite SQL has no pool, and 8 is well inside the default query limit.
+    results, probes = await _burst_while_probing(service.url, "/ignite/range?n=1500000", 8, 8, 0.8)
     assert [r.code for r, _ in results] == [200] * 8, [(r.code, r.body[:300]) for r, _ in results if r.code != 200]
-    assert min(t for _, t in results) > 0.2, "the query is not slow enough to prove anything"
-    # The three nodes compute on this machine's two cores too, and the probe sometimes waits for a
-    # core (one probe of ~36 at 50-80 ms, seen in CI): the 90th percentile, not the worst. A loop
-    # blocked by the queries would hold nearly every probe for the queries' length (over a second).
-    p90 = sorted(probes)[int(len(probes) * 0.9)]
-    assert p90 < NOW_P99_LIMIT_S, f"/now p90 {p90 * 1000:.1f} ms over {len(probes)} probes: {sorted(probes)[-5:]}"
+    assert min(t for _, t in results) > 0.8, "the queries did not outlast the probes: nothing was proven"
+    # The three nodes compute the queries on this machine's two cores, beside the service: while they
+    # run, a probe waits for a core now and then (p50 3-70 ms, the slowest 50-130 ms in runs under a
+    # load average of 6), whatever the loop does. So the check is on the slowest probe, against what a
+    # blocked loop would cost: a loop held by a query holds the probes due meanwhile for up to the
+    # query's length (over 0.8 s, checked above).
+    ordered = sorted(probes)
+    summary = (f"/now: {len(probes)} probes, p50 {ordered[len(ordered) // 2] * 1000:.1f} ms, "
+               f"p90 {ordered[int(len(ordered) * 0.9)] * 1000:.1f} ms, max {ordered[-1] * 1000:.1f} ms, "
+               f"queries {min(t for _, t in results):.2f}-{max(t for _, t in results):.2f} s")
+    print(summary)
+    assert len(probes) >= 100, summary
+    assert max(probes) < 0.3, summary
