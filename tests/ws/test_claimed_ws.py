@@ -5,7 +5,9 @@
 - ``too_many_channels`` past ``ws.max_channels``, and the connection keeps working;
 - ``unavailable`` while Redis cannot be reached (a proxy in front of the real Redis refuses), and a
   subscribe succeeds again once it can;
-- the ``ws_client_errors_total`` and ``ws_fanout_seconds_total`` counters move.
+- the ``ws_client_errors_total`` and ``ws_fanout_seconds_total`` counters move;
+- a message Redis delivers again (an id already delivered) is dropped and counted in
+  ``ws_duplicates_dropped_total``.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
+import redis.asyncio as aredis
 
 from app.settings import Settings
 from tests.conftest import ServerProcess, start_server
@@ -158,4 +161,31 @@ async def test_subscribing_while_redis_cannot_be_reached_is_unavailable_then_wor
             await asyncio.sleep(0.2)
         assert reply["type"] == "subscribed", reply
     finally:
+        await client.close()
+
+
+async def test_a_message_redis_delivers_again_is_dropped_and_counted(lively: ServerProcess, settings: Settings) -> None:
+    """A message whose id was already delivered (as a reconnect's catch-up can bring it) is not sent twice."""
+    def duplicates() -> float:
+        _, _, text = call(lively.url + "/metrics")
+        return sum(float(line.split(" ")[1]) for line in text.splitlines()
+                   if line.startswith("ws_duplicates_dropped_total "))
+
+    before = await asyncio.to_thread(duplicates)
+    channel = channel_name("twice")
+    client = await Client.open(lively)
+    plain = aredis.Redis(host=settings.redis.host, port=settings.redis.port)
+    try:
+        await client.subscribe(channel)
+        first = await publish_async(lively, channel, {"n": 1})
+        [message] = await client.messages(1)
+        assert message["id"] == first
+        await plain.publish(f"ws:{channel}", f'{first} {{"n": 1}}')   # the same id again, straight from Redis
+        second = await publish_async(lively, channel, {"n": 2})
+        [after] = await client.messages(1)
+        assert after["id"] == second                                 # the repeat never reached the client
+        await asyncio.sleep(0.6)                                     # the sampler runs every 0.25 s
+        assert await asyncio.to_thread(duplicates) - before == 1
+    finally:
+        await plain.aclose()
         await client.close()
