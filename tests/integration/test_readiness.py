@@ -48,12 +48,6 @@ def test_readyz_is_503_naming_a_stopped_backend_and_recovers(server: ServerProce
     assert status == 200, body
 
 
-def test_unknown_route_is_json_404(server: ServerProcess) -> None:
-    status, body = get(server.url + "/no/such/route")
-    assert status == 404
-    assert "/no/such/route" in body["error"]
-
-
 def test_serve_names_the_backend_and_address_it_cannot_reach(stack: None) -> None:
     srv = start_server(env={"ASYNCSTACK_MYSQL__PORT": "1"}, wait=False)
     code = srv.proc.wait(30)

@@ -195,16 +195,12 @@ async def test_a_stalled_consumer_is_closed_with_1013_and_the_healthy_one_keeps_
         srv.stop()
 
 
+# Every message the parser refuses is in tests/ws/test_protocol.py; here one of them shows the
+# parser's refusal reaching the client, and the others are refusals only the hub can make.
 @pytest.mark.parametrize(("message", "code"), [
     ("{not json", "bad_json"),
-    ({"op": "shout", "channel": "a"}, "unknown_op"),
-    ({"op": "subscribe"}, "bad_request"),
-    ({"op": "subscribe", "channel": "white space"}, "bad_channel"),
-    ({"op": "subscribe", "channel": "a", "since": "never"}, "bad_since"),
     ({"op": "unsubscribe", "channel": "never-joined"}, "not_subscribed"),
     ({"op": "subscribe", "channel": "private:alice"}, "forbidden"),
-    ({"op": "subscribe", "channel": "private:alice", "token": "1.bad"}, "forbidden"),
-    (b"\x00\x01binary", "bad_request"),
 ])
 async def test_bad_input_gets_an_error_frame_and_the_connection_keeps_working(
         push_server: ServerProcess, message: Any, code: str) -> None:
@@ -356,7 +352,7 @@ async def test_shutdown_closes_every_websocket_with_1001(stack: None) -> None:
 
 async def ws_metrics(server: ServerProcess) -> dict[str, float]:
     """The ``ws_*`` metrics, once the sampler (every 0.25 s) has copied the hub's numbers of now."""
-    await asyncio.sleep(0.6)
+    await asyncio.sleep(0.4)
     _, _, text = await asyncio.to_thread(call, server.url + "/metrics")
     return {line.split(" ")[0]: float(line.split(" ")[1]) for line in text.splitlines() if line.startswith("ws_")}
 

@@ -1,5 +1,6 @@
-"""pyignite 0.6.1 as an independent oracle: same bytes for the types it encodes correctly, and we
-read what it writes.  (Its known defects — hashes, naive datetimes as local time — are avoided.)"""
+"""pyignite 0.6.1 as an independent oracle: same bytes for the types it encodes correctly (so we
+read what it writes: those are the bytes our own round trips decode), and it reads what we write.
+(Its known defects — hashes, naive datetimes as local time — are avoided.)"""
 
 from __future__ import annotations
 
@@ -95,12 +96,6 @@ CASES: list[tuple[str, Any, Any, Any]] = [
 @pytest.mark.parametrize(("name", "ptype", "pvalue", "value"), CASES, ids=[c[0] for c in CASES])
 def test_same_bytes_as_pyignite(name: str, ptype: Any, pvalue: Any, value: Any) -> None:
     assert ours(value) == py_encode(ptype, pvalue)
-
-
-@pytest.mark.parametrize(("name", "ptype", "pvalue", "value"), CASES, ids=[c[0] for c in CASES])
-def test_we_read_what_pyignite_writes(name: str, ptype: Any, pvalue: Any, value: Any) -> None:
-    expected = our_decode(ours(value))
-    assert our_decode(py_encode(ptype, pvalue)) == expected
 
 
 @pytest.mark.parametrize(("name", "value", "pvalue"), [
