@@ -16,6 +16,7 @@ import os
 import signal
 import socket
 import time
+from pathlib import Path
 
 import pytest
 
@@ -75,8 +76,9 @@ def test_workers_0_runs_one_worker_per_cpu(seeded: None) -> None:
         assert srv.stop() == 0
 
 
-def test_a_worker_that_dies_is_replaced(seeded: None) -> None:
-    srv = start_server("--workers", "2")
+def test_a_worker_that_dies_is_replaced(seeded: None, tmp_path: Path) -> None:
+    """(Two workers from the environment, their metrics in ``server.metrics_dir``.)"""
+    srv = start_server(env={"ASYNCSTACK_SERVER__WORKERS": "2", "ASYNCSTACK_SERVER__METRICS_DIR": str(tmp_path)})
     try:
         first = pids_of(srv, 2)
         assert len(first) == 2, first
@@ -88,6 +90,7 @@ def test_a_worker_that_dies_is_replaced(seeded: None) -> None:
             later = pids_of(srv, 2, within=1) - {victim}
         assert len(later) == 2 and victim not in later, (first, later)
         assert srv.proc.poll() is None
+        assert list(tmp_path.glob("*.db")), "no metrics files in server.metrics_dir"
     finally:
         assert srv.stop() == 0
     assert f"warning: worker {victim} exited with -9; starting another" in stderr_after_exit(srv)
