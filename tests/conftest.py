@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -79,6 +80,20 @@ class ServerProcess:
     def stdout(self) -> str:
         """What the server wrote to stdout so far (the access log)."""
         return self.stdout_path.read_text()
+
+    def listening(self, workers: int, within_s: float = 30) -> set[int]:
+        """Wait until ``workers`` processes said they listen ("serving on ... (pid N)"); their pids.
+
+        ``start_server`` returns once one process answers: with ``--workers N`` the others may
+        not listen yet.
+        """
+        deadline = time.monotonic() + within_s
+        while True:
+            pids = {int(pid) for pid in re.findall(r"^serving on \S+ \(pid (\d+)\)$", self.stdout(), re.M)}
+            if len(pids) >= workers or time.monotonic() > deadline:
+                assert len(pids) == workers, f"{len(pids)} of {workers} workers listen: {self.stdout()[-2000:]}"
+                return pids
+            time.sleep(0.05)
 
     def stop(self) -> int:
         if self.proc.poll() is None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -59,9 +60,12 @@ def test_unknown_route_is_json_404_with_request_id(service: ServerProcess) -> No
 def test_backend_deadline_is_504_naming_the_backend(seeded: None) -> None:
     srv = start_server(env={"ASYNCSTACK_MYSQL__QUERY_TIMEOUT_S": "0.3"})
     try:
+        began = time.monotonic()
         status, _, body = call(srv.url + "/mysql/sleep?s=2")
+        took = time.monotonic() - began
         assert status == 504
         assert (body["error"], body["backend"]) == ("backend timeout", "mysql")
+        assert 0.3 - 0.002 <= took < 0.3 + 0.3, f"answered after {took:.2f} s"   # at the deadline, not after the 2 s
         assert call(srv.url + "/mysql/items/7")[0] == 200   # the pool is still usable
     finally:
         srv.stop()

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import signal
 import time
 
 import pytest
 
-from tests.conftest import ServerProcess, start_server
+from tests.conftest import start_server
 from tests.service.http import async_client, call, timed_fetch
 
 
@@ -41,19 +40,10 @@ def test_sigterm_on_an_idle_server_exits_0_promptly(seeded: None) -> None:
     assert time.monotonic() - began < 3
 
 
-def _serving(srv: ServerProcess) -> set[int]:
-    """The pids of the workers that said they listen ("serving on ... (pid N)" on stdout)."""
-    return {int(pid) for pid in re.findall(r"^serving on \S+ \(pid (\d+)\)$", srv.stdout(), re.M)}
-
-
 def test_workers_share_the_port_and_stop_together(seeded: None) -> None:
     srv = start_server("--workers", "2")
     try:
-        # start_server returns once one worker answers: wait until both listen before sampling.
-        deadline = time.monotonic() + 30
-        while len(workers := _serving(srv)) < 2 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert len(workers) == 2, srv.stdout()
+        workers = srv.listening(2)      # start_server returned once the first one answered
         # Each call is a new connection, spread over the two listening sockets by the kernel.
         pids = {call(srv.url + "/now")[2]["pid"] for _ in range(40)}
         assert pids == workers

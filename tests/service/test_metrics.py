@@ -46,8 +46,13 @@ def test_metrics_parse_and_count_requests_and_backend_calls(service: ServerProce
 def test_metrics_merge_all_workers(seeded: None) -> None:
     srv = start_server("--workers", "2")
     try:
-        for _ in range(20):
-            assert call(srv.url + "/now")[0] == 200
+        workers = srv.listening(2)
+        answered_by = []
+        for _ in range(20):   # each call a new connection, spread over both workers by the kernel
+            status, _, body = call(srv.url + "/now")
+            assert status == 200
+            answered_by.append(body["pid"])
+        assert set(answered_by) == workers        # so the total below is a sum over both
         samples = scrape(srv.url)
         assert value(samples, "http_requests_total", route="now", status="200") == 20
         assert ("event_loop_lag_seconds", frozenset()) in samples
