@@ -1,0 +1,35 @@
+"""Tornado's own server, web, WebSocket and client suites pass against ``FastHTTPServer`` (uvloop).
+
+The suites run in a subprocess through Tornado's own runner (``tests.http.tornado_suites``):
+warnings are errors there and a test that logs anything it did not expect fails.  The tests
+that do not apply are skipped by name with a reason; a Tornado release that renames one of
+them, or breaks a private name the transport relies on, fails here.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import re
+import subprocess
+import sys
+
+from tests.http.tornado_suites import NOT_APPLICABLE, SUITES
+
+
+def test_tornado_suites_pass_on_the_fast_transport() -> None:
+    env = {**os.environ, "ASYNC_TEST_TIMEOUT": "10"}
+    run = subprocess.run([sys.executable, "-m", "tests.http.tornado_suites", *SUITES],
+                         capture_output=True, text=True, timeout=300, env=env)
+    out = run.stdout + run.stderr
+    assert run.returncode == 0, out[-4000:]
+    ran = re.search(r"Ran (\d+) tests", out)
+    assert ran and int(ran.group(1)) >= 600, out[-2000:]
+    assert out.count("not applicable:") >= 1       # the skip reasons are reported, not hidden
+
+
+def test_every_not_applicable_test_exists() -> None:
+    for name in NOT_APPLICABLE:
+        module, cls, method = name.split(".")
+        klass = getattr(importlib.import_module(f"tornado.test.{module}"), cls)
+        assert callable(getattr(klass, method)), name
