@@ -131,7 +131,7 @@ async def test_a_blpop_that_finds_every_pool_connection_taken_is_503_with_retry_
     assert turned_away.status == 503, turned_away.body
     assert (turned_away.body["error"], turned_away.body["backend"]) == ("backend busy", "redis")
     assert int(turned_away.headers["Retry-After"]) >= 1
-    assert POOL_WAIT_S <= turned_away.took < POOL_WAIT_S + 0.25, turned_away.took   # pool_wait_timeout_s
+    assert POOL_WAIT_S <= turned_away.took < POOL_WAIT_S + 0.4, turned_away.took   # pool_wait_timeout_s
     assert (held.status, held.body["value"]) == (200, None)
 
 

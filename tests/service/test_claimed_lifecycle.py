@@ -97,7 +97,7 @@ def test_a_worker_that_dies_is_replaced(seeded: None, tmp_path: Path) -> None:
 
 
 async def test_sigterm_answers_readyz_503_while_still_listening_for_the_grace_period(seeded: None) -> None:
-    grace_s = 1.0
+    grace_s = 1.5
     srv = start_server(env={"ASYNCSTACK_SERVER__SHUTDOWN_GRACE_S": str(grace_s)})
     try:
         srv.proc.send_signal(signal.SIGTERM)

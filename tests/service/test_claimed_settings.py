@@ -48,4 +48,4 @@ async def test_readyz_gives_each_backend_readiness_timeout_s(settings: Settings,
             await stop(srv)
     assert answer.status == 503, answer.body
     assert answer.body["failed"] == ["mysql"]
-    assert readiness_s <= answer.took < readiness_s + 0.3, answer.took    # not the 1 s default
+    assert readiness_s <= answer.took < readiness_s + 0.5, answer.took    # not the 1 s default
