@@ -4,7 +4,8 @@
   never to the client: provoked with data the handler cannot render (a MongoDB document holding a
   regular expression, written there by another client, as another application could);
 - the backend's own error is 502 for MySQL and MongoDB (real server errors: a database without the
-  table, a database name the server refuses), and a backend that breaks its protocol is 502 for
+  table, a database name the server refuses) and for Ignite (its replies turned into error replies by
+  a proxy: no real node fails every request on demand), and a backend that breaks its protocol is 502 for
   Ignite and MongoDB (garbage injected by a proxy in front of the real server);
 - a BLPOP that finds every pool connection taken is 503 ``backend busy`` with ``Retry-After``
   within ``pool_wait_timeout_s``; a BLPOP returns what was pushed, also to a caller already waiting;
@@ -35,6 +36,7 @@ from tests.conftest import ServerProcess, start_server
 from tests.service.http import async_client, call
 from tests.service.test_faults import fetch, serve, stop, target, through
 from tests.service.test_metrics import scrape, value
+from tests.support.ignite_errors import FailingIgniteProxy
 from tests.support.proxy import Proxy
 
 
@@ -226,3 +228,23 @@ async def test_a_backend_that_breaks_its_protocol_is_502(through_proxy: tuple[Pr
     assert answer.status == 502, answer.body
     assert (answer.body["error"], answer.body["backend"]) == (error, path.split("/")[1])
     assert answer.took < 2.0, answer.took          # as fast as the bytes arrive, not at a deadline
+
+
+async def test_an_ignite_server_error_is_502_naming_it(settings: Settings, seeded: None) -> None:
+    """The node's own error (here injected: a proxy replaces its replies with error replies) is 502."""
+    async with FailingIgniteProxy(settings.ignite.nodes[0], message="class org.apache.ignite.IgniteException") as proxy:
+        srv = await serve(through("ignite", proxy.address[1]))
+        client = async_client(4)
+        try:
+            assert (await fetch(client, srv.url + "/ignite/cache/claims-ignite")).status in (200, 404)
+            proxy.failing = True
+            answer = await fetch(client, srv.url + "/ignite/cache/claims-ignite")
+            proxy.failing = False
+            back = await fetch(client, srv.url + "/ignite/cache/claims-ignite")
+        finally:
+            client.close()
+            await stop(srv)
+    assert answer.status == 502, answer.body
+    assert (answer.body["error"], answer.body["backend"]) == ("backend error", "ignite")
+    assert "IgniteException" in answer.body["detail"]
+    assert proxy.failed >= 1 and back.status in (200, 404)     # one request's error, not the connection's
