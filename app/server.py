@@ -35,6 +35,7 @@ from app.handlers.docs import DOCUMENT_SETTING, DocsPageHandler, OpenApiHandler
 from app.handlers.health import HealthHandler, ReadyHandler
 from app.handlers.metrics import MetricsHandler
 from app.handlers.now import NowHandler
+from app.http.fast_server import FastHTTPServer
 from app.http.tornado_server import GatedHTTPServer
 from app.settings import Settings
 
@@ -81,6 +82,22 @@ def make_app(ctx: Context) -> tornado.web.Application:
     return application
 
 
+def make_server(app: tornado.web.Application, settings: Settings) -> tornado.httpserver.HTTPServer:
+    """The HTTP server of ``server.transport``: ``fast`` (app.http.fast_server) or Tornado's own."""
+    s = settings.server
+    max_body = max(s.max_json_bytes * 16, 1 << 20)
+    if s.transport == "fast":
+        fast = FastHTTPServer(app, max_body_size=max_body, idle_connection_timeout=s.idle_timeout_s)
+        fast.read_pause_max_s = s.read_pause_max_s
+        fast.header_timeout_s = s.header_timeout_s
+        return fast
+    server_class = GatedHTTPServer if s.read_pause_max_s > 0 else tornado.httpserver.HTTPServer
+    server = server_class(app, max_body_size=max_body, idle_connection_timeout=s.idle_timeout_s)
+    if isinstance(server, GatedHTTPServer):
+        server.read_pause_max_s = s.read_pause_max_s
+    return server
+
+
 async def serve_forever(settings: Settings) -> int:
     """Start the clients, listen, and run until SIGINT/SIGTERM; then drain and close."""
     ctx = Context.build(settings, observer=metrics.observe_backend)
@@ -90,15 +107,12 @@ async def serve_forever(settings: Settings) -> int:
         print(f"error: cannot start: {exc}", file=sys.stderr)
         return 2
     s = settings.server
-    # Tornado's own limit answers with a bare 400 and a closed connection; the handlers give JSON up to
-    # max_json_bytes, so the transport limit only stops absurd bodies.  X-Forwarded-For / X-Real-Ip are
-    # applied by the handlers (app.handlers.base.apply_forwarded_headers), not by xheaders=True.
-    # With read_pause_max_s, connections whose next request would meet a saturated backend limit are
-    # not read until it has room (app.http.gate): the excess waits in the kernel, not in this process.
-    server_class = GatedHTTPServer if s.read_pause_max_s > 0 else tornado.httpserver.HTTPServer
-    server = server_class(make_app(ctx), max_body_size=max(s.max_json_bytes * 16, 1 << 20))
-    if isinstance(server, GatedHTTPServer):
-        server.read_pause_max_s = s.read_pause_max_s
+    # The transport's body limit only stops absurd bodies (the handlers refuse JSON over max_json_bytes
+    # with 400).  X-Forwarded-For / X-Real-Ip are applied by the handlers
+    # (app.handlers.base.apply_forwarded_headers), not by xheaders=True.  With read_pause_max_s,
+    # connections whose next request would meet a saturated backend limit are not read until it has
+    # room (app.http.gate): the excess waits in the kernel, not in this process.
+    server = make_server(make_app(ctx), settings)
     try:
         server.listen(s.port, s.host, reuse_port=s.workers != 1)
     except OSError as exc:
@@ -126,6 +140,8 @@ async def _shut_down(ctx: Context, server: tornado.httpserver.HTTPServer, settin
     if s.shutdown_grace_s > 0:
         await asyncio.sleep(s.shutdown_grace_s)
     server.stop()
+    if isinstance(server, FastHTTPServer):
+        server.begin_drain()     # idle keep-alive connections close now; busy ones after their response
     await ctx.hub.close_all(timeout_s=settings.ws.close_timeout_s)
     drained = await ctx.drained(s.shutdown_timeout_s)
     if not drained:

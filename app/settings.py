@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import pydantic.dataclasses
 from pydantic import BaseModel, Field, model_validator
@@ -63,6 +63,11 @@ class ServerSettings(BaseModel):
     # A connection whose last request went through a backend limit that has no room is not read
     # (its next request waits in the kernel) for up to this long; 0 reads every connection at once.
     read_pause_max_s: float = 1.0
+    # The HTTP/1.1 server: "fast" (app.http.fast_server: llhttp parsing on an asyncio.Protocol, the
+    # same Tornado handlers) or "tornado" (Tornado's own HTTPServer).
+    transport: Literal["fast", "tornado"] = "fast"
+    idle_timeout_s: float = 75.0        # a kept-alive connection with no request for this long is closed
+    header_timeout_s: float = 10.0      # a request's line and headers must arrive within this (fast transport)
     shutdown_grace_s: float = 0.0       # /readyz says 503 this long before the listener stops
     shutdown_timeout_s: float = 10.0    # in-flight requests get this long to finish
     max_json_bytes: int = 64 * 1024     # larger JSON bodies are refused with 400

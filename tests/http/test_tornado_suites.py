@@ -20,7 +20,7 @@ from tests.http.tornado_suites import NOT_APPLICABLE, SUITES
 def test_tornado_suites_pass_on_the_fast_transport() -> None:
     env = {**os.environ, "ASYNC_TEST_TIMEOUT": "10"}
     run = subprocess.run([sys.executable, "-m", "tests.http.tornado_suites", *SUITES],
-                         capture_output=True, text=True, timeout=300, env=env)
+                         check=False, capture_output=True, text=True, timeout=300, env=env)
     out = run.stdout + run.stderr
     assert run.returncode == 0, out[-4000:]
     ran = re.search(r"Ran (\d+) tests", out)

@@ -6,7 +6,7 @@ import dataclasses
 import json
 import types
 from collections.abc import Iterator
-from typing import Any, Union, get_args, get_origin, get_type_hints
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 import pytest
 from pydantic import BaseModel, ValidationError
@@ -48,6 +48,9 @@ def _sample(path: tuple[str, ...], kind: Any) -> tuple[str, Any]:
         return json.dumps([["10.0.0.8", 10800], ["10.0.0.9", 10801]]), (("10.0.0.8", 10800), ("10.0.0.9", 10801))
     if path[-1] == "protocol_version":
         return "[1, 6, 0]", (1, 6, 0)
+    if get_origin(kind) is Literal:
+        value = next(v for v in get_args(kind) if v != _get(Settings(), path))
+        return str(value), value
     if kind is bool:
         default = _get(Settings(), path)
         return ("false", False) if default else ("true", True)
