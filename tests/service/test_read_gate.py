@@ -3,8 +3,8 @@
 A connection whose last request went through the MySQL limit is not read again while that limit
 has no room: its next request waits in the kernel, and is read (and started at once) when a slot
 frees, instead of being read, queued and turned away with 503.  Connections of cheap routes are
-read as usual.  Run through the server's own serving loop, this also fails if a Tornado release
-stops calling the loop that ``app.http.tornado_server`` replaces.
+read as usual.  Run on both transports: on Tornado's own server this also fails if a Tornado
+release stops calling the serving loop that ``app.http.tornado_server`` replaces.
 """
 
 from __future__ import annotations
@@ -23,9 +23,10 @@ SLEEP_S = 0.1
 RUN_S = 2.5
 
 
-@pytest.fixture(scope="module")
-def server(stack: None) -> Iterator[ServerProcess]:
-    srv = start_server(env={"ASYNCSTACK_SERVER__ACCESS_LOG": "false"})
+@pytest.fixture(scope="module", params=["fast", "tornado"])
+def server(request: pytest.FixtureRequest, stack: None) -> Iterator[ServerProcess]:
+    """Both transports: the fast one (the default) and Tornado's own with its serving loop replaced."""
+    srv = start_server(env={"ASYNCSTACK_SERVER__ACCESS_LOG": "false", "ASYNCSTACK_SERVER__TRANSPORT": request.param})
     yield srv
     srv.stop()
 
