@@ -1,6 +1,9 @@
 """A bare Tornado hello-world on uvloop: the baseline the service's endpoints are measured against.
 
-    .venv/bin/python -m bench.hello PORT
+    .venv/bin/python -m bench.hello PORT [tornado|fast]
+
+A handler written the usual way; ``fast`` serves it with ``app.http.fast_server`` instead of
+Tornado's own HTTP server.
 """
 
 from __future__ import annotations
@@ -18,9 +21,13 @@ class Hello(tornado.web.RequestHandler):
         self.write("Hello, world")
 
 
-async def main(port: int) -> None:
+async def main(port: int, transport: str = "tornado") -> None:
     app = tornado.web.Application([(r"/", Hello)])
-    app.listen(port, "127.0.0.1")
+    if transport == "fast":
+        from app.http.fast_server import FastHTTPServer
+        FastHTTPServer(app).listen(port, "127.0.0.1")
+    else:
+        app.listen(port, "127.0.0.1")
     await until_signal()
 
 
@@ -34,4 +41,4 @@ async def until_signal() -> None:
 
 
 if __name__ == "__main__":
-    uvloop.run(main(int(sys.argv[1])))
+    uvloop.run(main(int(sys.argv[1]), *sys.argv[2:3]))
