@@ -23,6 +23,7 @@ import itertools
 import logging
 import math
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from decimal import Decimal
@@ -30,7 +31,7 @@ from typing import Any, ClassVar, TypeVar
 
 import orjson
 import tornado.web
-from tornado import netutil
+from tornado import httputil, netutil
 from tornado.httputil import HTTPServerRequest
 
 from app import api, metrics
@@ -117,6 +118,24 @@ def dumps(body: Any) -> bytes:
     return orjson.dumps(body, default=_json_default)
 
 
+_SERVER_HEADER = f"TornadoServer/{tornado.version}"
+
+
+class _HttpDate:
+    """The ``Date`` header's value, formatted once per second rather than once per response."""
+
+    second, text = 0, ""
+
+    def __call__(self) -> str:
+        now = int(time.time())
+        if now != self.second:
+            self.second, self.text = now, httputil.format_timestamp(now)
+        return self.text
+
+
+http_date = _HttpDate()
+
+
 class BaseHandler(tornado.web.RequestHandler):
     endpoint: ClassVar[api.Endpoint]     # what it accepts and answers: the OpenAPI document's source (app.api)
     ctx: Context
@@ -153,6 +172,21 @@ class BaseHandler(tornado.web.RequestHandler):
             gate.remember(self._calls_through or ())
         self.ctx.request_finished()
         observe_finished(self)
+
+    # -- per-request cost: two of RequestHandler's steps made cheaper (docs/performance.md) -----------
+
+    def clear(self) -> None:
+        """Tornado's ``clear()``, with the Date header formatted once per second."""
+        self._headers = httputil.HTTPHeaders({
+            "Server": _SERVER_HEADER, "Content-Type": "text/html; charset=UTF-8", "Date": http_date()})
+        self.set_default_headers()
+        self._write_buffer = []
+        self._status_code = 200
+        self._reason = "OK"
+
+    def compute_etag(self) -> str | None:
+        """No ETag: these answers are computed per request, and hashing every body bought no 304s."""
+        return None
 
     def set_default_headers(self) -> None:
         if not self.request_id:

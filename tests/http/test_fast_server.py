@@ -1,0 +1,231 @@
+"""``FastHTTPServer`` over real sockets: what Tornado's suites do not check, or check differently.
+
+Each test starts the transport in this process on an ephemeral loopback port with plain
+Tornado handlers, and talks to it with raw sockets so the bytes on the wire are what is
+checked.  Timeouts are shortened on the server object (``header_timeout_s``,
+``idle_connection_timeout``) so the tests take a fraction of a second; the service's
+defaults are 10 s and 75 s (``tests/service/test_transport_settings.py`` checks those
+settings through the service).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import re
+import time
+import weakref
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import tornado.web
+
+from app.http.fast_server import FastHTTPServer
+
+pytestmark = pytest.mark.asyncio
+
+ALIVE: weakref.WeakSet[tornado.web.RequestHandler] = weakref.WeakSet()
+
+
+class Hello(tornado.web.RequestHandler):
+    def initialize(self) -> None:
+        ALIVE.add(self)
+
+    def get(self) -> None:
+        self.write("hello")
+
+    def head(self) -> None:
+        self.set_header("Content-Length", "5")
+
+
+class Slow(tornado.web.RequestHandler):
+    async def get(self) -> None:
+        await asyncio.sleep(float(self.get_argument("s", "0.2")))
+        self.write(f"slow {self.get_argument('s', '0.2')}")
+
+
+class Echo(tornado.web.RequestHandler):
+    def post(self) -> None:
+        self.write(self.request.body)
+
+
+class Chunks(tornado.web.RequestHandler):
+    async def get(self) -> None:
+        for part in ("a", "bb", "ccc"):
+            self.write(part)
+            await self.flush()
+
+
+def _app() -> tornado.web.Application:
+    return tornado.web.Application([(r"/", Hello), (r"/slow", Slow), (r"/echo", Echo), (r"/chunks", Chunks)],
+                                   log_function=lambda handler: None)
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[tuple[FastHTTPServer, int]]:
+    srv = FastHTTPServer(_app(), max_body_size=1024, max_header_size=2048, idle_connection_timeout=0.6)
+    srv.header_timeout_s = 0.3
+    srv.listen(0, "127.0.0.1")
+    port = next(iter(srv._sockets.values())).getsockname()[1]
+    await asyncio.sleep(0.05)       # the event loop's server starts listening on the next iteration
+    yield srv, port
+    srv.stop()
+    await srv.close_all_connections()
+
+
+async def _connect(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    return await asyncio.open_connection("127.0.0.1", port)
+
+
+async def _response(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bytes]:
+    head = (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)).decode("latin1")
+    status = int(head.split(" ", 2)[1])
+    headers = {k.lower(): v for k, v in re.findall(r"\r\n([^:\r\n]+): ([^\r\n]*)", head)}
+    if "content-length" in headers:
+        body = await reader.readexactly(int(headers["content-length"]))
+    elif headers.get("transfer-encoding") == "chunked":
+        body = b""
+        while True:
+            size = int((await reader.readuntil(b"\r\n"))[:-2], 16)
+            chunk = await reader.readexactly(size + 2)
+            if size == 0:
+                break
+            body += chunk[:-2]
+    else:
+        body = b""
+    return status, headers, body
+
+
+async def _closed(reader: asyncio.StreamReader, within: float) -> float:
+    """Seconds until the server closes the connection (EOF); fails if it stays open ``within`` seconds."""
+    began = time.monotonic()
+    assert await asyncio.wait_for(reader.read(100), within) == b""
+    return time.monotonic() - began
+
+
+async def test_pipelined_requests_are_answered_in_order(server: tuple[FastHTTPServer, int]) -> None:
+    _, port = server
+    reader, writer = await _connect(port)
+    writer.write(b"GET /slow?s=0.2 HTTP/1.1\r\nHost: t\r\n\r\n"
+                 b"GET /slow?s=0.01 HTTP/1.1\r\nHost: t\r\n\r\n"
+                 b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+    bodies = [(await _response(reader))[2] for _ in range(3)]
+    assert bodies == [b"slow 0.2", b"slow 0.01", b"hello"]
+    writer.close()
+
+
+async def test_http10_head_and_chunked_responses(server: tuple[FastHTTPServer, int]) -> None:
+    _, port = server
+    reader, writer = await _connect(port)
+    writer.write(b"HEAD / HTTP/1.1\r\nHost: t\r\n\r\nGET /chunks HTTP/1.1\r\nHost: t\r\n\r\n")
+    status, headers, body = await _response(reader)
+    assert (status, headers["content-length"]) == (200, "5")        # HEAD: the length, no body
+    status, headers, body = await _response(reader)                 # ... so the next response parses
+    assert (headers["transfer-encoding"], body) == ("chunked", b"abbccc")
+    writer.close()
+    reader, writer = await _connect(port)
+    writer.write(b"GET / HTTP/1.0\r\n\r\n")
+    status, headers, body = await _response(reader)
+    assert (status, body) == (200, b"hello")
+    assert await _closed(reader, 1.0) < 1.0                         # HTTP/1.0 without keep-alive: closed
+
+
+async def test_a_body_over_the_limit_gets_413_and_headers_over_it_431(server: tuple[FastHTTPServer, int]) -> None:
+    _, port = server
+    reader, writer = await _connect(port)
+    writer.write(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 2000\r\n\r\n")
+    status, headers, body = await _response(reader)
+    assert (status, headers["connection"]) == (413, "close")
+    assert b"Content-Length too long" in body
+    reader, writer = await _connect(port)
+    writer.write(b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+                 + b"400\r\n" + b"x" * 1024 + b"\r\n" + b"10\r\n" + b"y" * 16 + b"\r\n0\r\n\r\n")
+    assert (await _response(reader))[0] == 413                       # a chunked body is counted as it comes
+    reader, writer = await _connect(port)
+    writer.write(b"GET / HTTP/1.1\r\nHost: t\r\nX-Big: " + b"z" * 3000 + b"\r\n\r\n")
+    assert (await _response(reader))[0] == 431
+    reader, writer = await _connect(port)
+    writer.write(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello")
+    assert (await _response(reader))[2] == b"hello"                  # under the limit: served
+    writer.close()
+
+
+async def test_slow_headers_are_cut_off_after_header_timeout(server: tuple[FastHTTPServer, int]) -> None:
+    srv, port = server
+    srv.idle_timeout_s = 30.0                        # only the header timeout (0.3 s) may close it
+    reader, writer = await _connect(port)
+    began = time.monotonic()
+    writer.write(b"GET / HTTP/1.1\r\nHost: t\r\n")
+
+    async def trickle() -> None:                     # a byte every 0.1 s keeps a per-read timer alive
+        for _ in range(20):
+            await asyncio.sleep(0.1)
+            if writer.is_closing():
+                return
+            writer.write(b"X")
+
+    dribbling = asyncio.ensure_future(trickle())
+    await _closed(reader, 3.0)
+    took = time.monotonic() - began
+    dribbling.cancel()
+    assert 0.25 <= took < 0.8, f"closed {took:.2f} s after the first byte; header_timeout_s is 0.3"
+
+
+async def test_an_idle_kept_alive_connection_is_closed_after_idle_timeout(
+        server: tuple[FastHTTPServer, int]) -> None:
+    _, port = server
+    reader, writer = await _connect(port)
+    writer.write(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+    await _response(reader)
+    began = time.monotonic()
+    await _closed(reader, 3.0)
+    idle = time.monotonic() - began
+    assert 0.5 <= idle < 1.5, f"closed after {idle:.2f} s idle; idle_connection_timeout is 0.6"
+
+
+async def test_a_request_llhttp_refuses_is_answered_by_tornado(server: tuple[FastHTTPServer, int]) -> None:
+    _, port = server
+    reader, writer = await _connect(port)
+    writer.write(b"FROB / HTTP/1.1\r\nHost: t\r\n\r\n")        # an unknown method: Tornado says 405
+    assert (await _response(reader))[0] == 405
+    writer.write(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")         # ... and keeps serving the connection
+    assert (await _response(reader))[2] == b"hello"
+    writer.close()
+    reader, writer = await _connect(port)
+    writer.write(b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n")
+    assert (await _response(reader))[0] == 400                  # llhttp takes it; Tornado would not
+
+
+async def test_draining_closes_idle_connections_and_finishes_busy_ones(server: tuple[FastHTTPServer, int]) -> None:
+    srv, port = server
+    idle_reader, idle_writer = await _connect(port)
+    idle_writer.write(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+    await _response(idle_reader)
+    busy_reader, busy_writer = await _connect(port)
+    busy_writer.write(b"GET /slow?s=0.3 HTTP/1.1\r\nHost: t\r\n\r\n")
+    await asyncio.sleep(0.1)
+    srv.stop()
+    srv.begin_drain()
+    assert await _closed(idle_reader, 0.5) < 0.5
+    status, headers, body = await _response(busy_reader)
+    assert (status, body, headers.get("connection")) == (200, b"slow 0.3", "close")
+    await _closed(busy_reader, 0.5)
+
+
+async def test_a_finished_request_leaves_no_cycle_behind(server: tuple[FastHTTPServer, int]) -> None:
+    """connection -> delegate -> handler -> request -> connection is cut when a response ends."""
+    _, port = server
+    reader, writer = await _connect(port)
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(20):
+            writer.write(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+            await _response(reader)
+        await asyncio.sleep(0.05)
+        alive: list[Any] = list(ALIVE)
+    finally:
+        gc.enable()
+    assert len(alive) <= 1, f"{len(alive)} handlers kept alive by reference cycles (the last may be in flight)"
+    writer.close()
