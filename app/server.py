@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import resource
 import signal
@@ -171,4 +172,9 @@ def raise_fd_limit() -> int:
 def serve(settings: Settings) -> int:
     logs.configure()
     raise_fd_limit()
+    # Everything alive now (the imported modules: tens of thousands of objects) lives as long as the
+    # process: out of the collector's reach, a full collection no longer walks it (under load such
+    # a pass paused the loop for 50-100 ms; frozen, about 12 ms).
+    gc.collect()
+    gc.freeze()
     return int(uvloop.run(serve_forever(settings)))

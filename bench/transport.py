@@ -1,6 +1,6 @@
 """The HTTP transport, measured: stock Tornado against ``app.http.fast_server``, same handlers, same run.
 
-    .venv/bin/python -m bench.transport [--seconds 5] [--rounds 3] [--connections 50]
+    .venv/bin/python -m bench.transport [--seconds 5] [--rounds 3] [--connections 50] [--before COMMIT]
 
 Rules of this file:
 - Every server is started once, pinned to CPU 1 (``taskset``); wrk runs pinned to CPU 0 with
@@ -10,6 +10,9 @@ Rules of this file:
   usual way (``bench.hello``), the service's ``/now`` and its Redis read (``GET /redis/kv/{key}``)
   with everything the service does per request (metrics, request ids, access log to a file).
   aiohttp and uvicorn (raw ASGI) serve the same hello-world as the horizon.
+- ``--before COMMIT`` adds the service as it was at that commit (a git worktree, Tornado's own
+  server, the handlers of then): ``now/before`` and ``redis/before``, the baseline for what this
+  transport and the leaner handler base buy together.
 - Requests per CPU-second come from the server process's own CPU time (/proc), so they hold
   even if a server did not saturate its core.
 - Written: ``bench/results/transport.{json,md}``.  Needs the stack (Redis and the rest) up.
@@ -45,20 +48,26 @@ TARGETS: dict[str, tuple[str, str]] = {
     "now/fast": ("/now", "the service's /now, transport=fast (default)"),
     "redis/tornado": (f"/redis/kv/{KEY}", "the service's Redis read, transport=tornado"),
     "redis/fast": (f"/redis/kv/{KEY}", "the service's Redis read, transport=fast (default)"),
+    "now/before": ("/now", "the service's /now at --before (Tornado's server, the handlers of then)"),
+    "redis/before": (f"/redis/kv/{KEY}", "the service's Redis read at --before"),
     "aiohttp": ("/", "hello-world on aiohttp (horizon)"),
     "uvicorn": ("/", "hello-world on uvicorn + httptools, raw ASGI (horizon)"),
 }
-PAIRS = [("hello/tornado", "hello/fast"), ("now/tornado", "now/fast"), ("redis/tornado", "redis/fast")]
+PAIRS = [("hello/tornado", "hello/fast"), ("now/tornado", "now/fast"), ("redis/tornado", "redis/fast"),
+         ("now/before", "now/fast"), ("redis/before", "redis/fast")]
 
 
-def _command(name: str, port: int, log_dir: Path) -> tuple[list[str], dict[str, str]]:
+def _command(name: str, port: int, log_dir: Path) -> tuple[list[str], dict[str, str], Path]:
+    """argv, added environment, working directory."""
     py = sys.executable
     if name.startswith("hello/"):
-        return [py, "-m", "bench.hello", str(port), name.split("/")[1]], {}
+        return [py, "-m", "bench.hello", str(port), name.split("/")[1]], {}, ROOT
     if name in ("aiohttp", "uvicorn"):
-        return [py, "-m", "bench.horizon", name, str(port)], {}
+        return [py, "-m", "bench.horizon", name, str(port)], {}, ROOT
     transport = name.split("/")[1]
-    return [py, "-m", "app", "serve", "--port", str(port)], {"ASYNCSTACK_SERVER__TRANSPORT": transport}
+    if transport == "before":
+        return [py, "-m", "app", "serve", "--port", str(port)], {}, log_dir / "before"
+    return [py, "-m", "app", "serve", "--port", str(port)], {"ASYNCSTACK_SERVER__TRANSPORT": transport}, ROOT
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -71,11 +80,11 @@ def _start(names: list[str], log_dir: Path) -> dict[str, Server]:
     try:
         for name in names:
             port = free_port()
-            argv, env = _command(name, port, log_dir)
+            argv, env, cwd = _command(name, port, log_dir)
             log = log_dir / f"{name.replace('/', '-')}.log"
             server = Server(name, port, log)
             with log.open("wb") as out:
-                server.procs.append(subprocess.Popen([*wrk.pin(SERVER_CPU), *argv], cwd=ROOT, stdout=out,
+                server.procs.append(subprocess.Popen([*wrk.pin(SERVER_CPU), *argv], cwd=cwd, stdout=out,
                                                      stderr=subprocess.STDOUT, env={**os.environ, **env}))
             servers[name] = server
         for name, server in servers.items():
@@ -94,10 +103,19 @@ def _put_key(server: Server) -> None:
         response.read()
 
 
-def measure(seconds: float, rounds: int, connections: int, names: list[str]) -> dict[str, Any]:
+def measure(seconds: float, rounds: int, connections: int, names: list[str], before: str | None) -> dict[str, Any]:
     wrk.ensure_installed()
     with tempfile.TemporaryDirectory(prefix="bench-transport-") as tmp:
-        servers = _start(names, Path(tmp))
+        if before:
+            subprocess.run(["git", "worktree", "add", "--detach", "-q", str(Path(tmp) / "before"), before],
+                           cwd=ROOT, check=True)
+        else:
+            names = [n for n in names if not n.endswith("/before")]
+        try:
+            servers = _start(names, Path(tmp))
+        except BaseException:
+            _remove_worktree(Path(tmp), before)
+            raise
         try:
             redis = next((s for n, s in servers.items() if n.startswith("redis/")), None)
             if redis is not None:
@@ -123,6 +141,7 @@ def measure(seconds: float, rounds: int, connections: int, names: list[str]) -> 
             for server in servers.values():
                 for proc in server.procs:
                     stop_process(proc)
+            _remove_worktree(Path(tmp), before)
     median = {name: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for name, rs in runs.items()}
     ratios = {f"{fast} / {stock}": round(median[fast]["requests_per_cpu_s"] / median[stock]["requests_per_cpu_s"], 2)
               for stock, fast in PAIRS if stock in median and fast in median}
@@ -131,13 +150,19 @@ def measure(seconds: float, rounds: int, connections: int, names: list[str]) -> 
             ratios[f"{horizon} / hello/tornado"] = round(
                 median[horizon]["requests_per_cpu_s"] / median["hello/tornado"]["requests_per_cpu_s"], 2)
     return {"seconds": seconds, "rounds": rounds, "connections": connections, "median": median, "runs": runs,
-            "ratios": ratios, "when": time.strftime("%Y-%m-%d %H:%M")}
+            "ratios": ratios, "before": before, "when": time.strftime("%Y-%m-%d %H:%M")}
+
+
+def _remove_worktree(tmp: Path, before: str | None) -> None:
+    if before:
+        subprocess.run(["git", "worktree", "remove", "--force", str(tmp / "before")], cwd=ROOT, check=False)
 
 
 def report(result: dict[str, Any]) -> str:
     lines = [f"# HTTP transport: stock Tornado and app.http.fast_server ({result['when']})", "",
              f"wrk -c{result['connections']}, {result['seconds']:g} s per run, median of {result['rounds']} "
-             f"alternating rounds; each server pinned to CPU {SERVER_CPU}, wrk to CPU {LOAD_CPU}.", "",
+             f"alternating rounds; each server pinned to CPU {SERVER_CPU}, wrk to CPU {LOAD_CPU}."
+             + (f" Before: commit {result['before']}." if result.get("before") else ""), "",
              "| server | requests/s | requests per CPU-second | CPU µs per request | p99 ms |",
              "|---|---:|---:|---:|---:|"]
     for name, m in result["median"].items():
@@ -154,9 +179,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--only", default=",".join(TARGETS), help="comma-separated subset of: " + ", ".join(TARGETS))
+    parser.add_argument("--before", help="a commit: also run the service as it was then (now/before, redis/before)")
     args = parser.parse_args()
     names = [n for n in args.only.split(",") if n]
-    result = measure(args.seconds, args.rounds, args.connections, names)
+    result = measure(args.seconds, args.rounds, args.connections, names, args.before)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "transport.json").write_text(json.dumps(result, indent=1))
     text = report(result)

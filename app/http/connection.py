@@ -58,6 +58,10 @@ log = logging.getLogger("app.http")
 _NEVER = float("inf")
 _CONTINUE = b"HTTP/1.1 100 (Continue)\r\n\r\n"
 
+# Framing headers noted on the message as they are parsed: lower-cased name -> _Message attribute
+_NOTED = {"connection": "connection", "transfer-encoding": "te", "content-length": "length", "expect": "expect",
+          "content-encoding": "encoding"}
+
 # Stages of a request: headers to deliver, the checks after them, body to deliver, all read
 _HEADERS, _CHECK, _BODY, _READ = 0, 1, 2, 3
 
@@ -114,9 +118,17 @@ class RequestContext(_HTTPRequestContext):
 class _Message:
     """A request as parsed: its start line and headers, then body chunks not yet delivered."""
 
-    __slots__ = ("body_size", "chunks", "complete", "headers", "keep_alive", "start_line", "upgrade")
+    __slots__ = ("body_size", "chunks", "complete", "connection", "encoding", "expect", "headers", "keep_alive",
+                 "length", "start_line", "te", "upgrade")
 
     def __init__(self) -> None:
+        # The framing headers, noted while the headers are parsed (a missing one costs HTTPHeaders.get
+        # an exception: about 3 µs a request on this path).
+        self.connection: str | None = None
+        self.te: str | None = None
+        self.length: str | None = None
+        self.expect: str | None = None
+        self.encoding: str | None = None
         self.start_line: httputil.RequestStartLine | None = None
         self.headers: httputil.HTTPHeaders | None = None
         self.chunks: deque[bytes] = deque()
@@ -148,8 +160,7 @@ class RequestConnection(httputil.HTTPConnection):
         self.body_timeout = proto.params.body_timeout
         self.close_callback: Callable[[], None] | None = None
         assert msg.start_line is not None and msg.headers is not None
-        start_line, headers = msg.start_line, msg.headers
-        self.disconnect_on_finish = not self._can_keep_alive(start_line, headers)
+        self.disconnect_on_finish = not self._can_keep_alive(msg.start_line, msg)
         self.held: list[bytes] | None = None  # a 101 response, sent by whoever takes the socket
 
     # -- what RequestHandler uses -------------------------------------------------
@@ -186,7 +197,7 @@ class RequestConnection(httputil.HTTPConnection):
             self.disconnect_on_finish = True
         if http11 and self.disconnect_on_finish:
             headers["Connection"] = "close"
-        if request.version == "HTTP/1.0" and self.msg.headers.get("Connection", "").lower() == "keep-alive" \
+        if request.version == "HTTP/1.0" and (self.msg.connection or "").lower() == "keep-alive" \
                 and not self.disconnect_on_finish:
             headers["Connection"] = "Keep-Alive"
         if self.chunking:
@@ -244,15 +255,13 @@ class RequestConnection(httputil.HTTPConnection):
             return b"%x\r\n%b\r\n" % (len(chunk), chunk)
         return chunk
 
-    def _can_keep_alive(self, start_line: httputil.RequestStartLine, headers: httputil.HTTPHeaders) -> bool:
+    def _can_keep_alive(self, start_line: httputil.RequestStartLine, msg: _Message) -> bool:
         if self.proto.params.no_keep_alive:
             return False
-        connection = headers.get("Connection")
-        if connection is not None:
-            connection = connection.lower()
+        connection = msg.connection.lower() if msg.connection is not None else None
         if start_line.version == "HTTP/1.1":
             return connection != "close"
-        if "Content-Length" in headers or "Transfer-Encoding" in headers or start_line.method in ("HEAD", "GET"):
+        if msg.length is not None or msg.te is not None or start_line.method in ("HEAD", "GET"):
             return connection == "keep-alive"
         return False
 
@@ -393,11 +402,16 @@ class HTTP1Protocol(asyncio.Protocol):
         msg.start_line = httputil.RequestStartLine(parser.get_method().decode("latin1"), url, "HTTP/" + version)
         headers = httputil.HTTPHeaders()
         try:
-            for name, value in self._raw_headers:
-                headers.add(name.decode("latin1"), value.decode("latin1"))
+            for raw_name, raw_value in self._raw_headers:
+                name, value = raw_name.decode("latin1"), raw_value.decode("latin1")
+                headers.add(name, value)
+                noted = _NOTED.get(name.lower())
+                if noted is not None:
+                    before = getattr(msg, noted)
+                    setattr(msg, noted, value if before is None else f"{before},{value}")
         except httputil.HTTPInputError as exc:
             raise _InputError(400, "Bad Request", str(exc)) from None
-        te = headers.get("Transfer-Encoding")
+        te = msg.te
         if te is not None and te.lower() != "chunked":
             raise _InputError(400, "Bad Request", f"unsupported Transfer-Encoding {te!r}")
         msg.headers = headers
@@ -446,7 +460,7 @@ class HTTP1Protocol(asyncio.Protocol):
         try:
             delegate = self.server.start_request(self, rc)
             assert msg.headers is not None
-            if self.params.decompress and msg.headers.get("Content-Encoding", "").lower() == "gzip":
+            if self.params.decompress and (msg.encoding or "").lower() == "gzip":
                 delegate = _GzipMessageDelegate(delegate, self.params.chunk_size, rc.max_body_size)
         except Exception:
             app_log.error("Uncaught exception", exc_info=True)
@@ -476,7 +490,7 @@ class HTTP1Protocol(asyncio.Protocol):
                     continue
                 rc.body_read += len(chunk)
                 if rc.body_read > rc.max_body_size:
-                    what = "Content-Length too long" if "Content-Length" in msg.headers else "chunked body too large"
+                    what = "Content-Length too long" if msg.length is not None else "chunked body too large"
                     self._refuse(_InputError(413, "Content Too Large", f"{what}: over {rc.max_body_size} bytes"))
                     return
                 pending = self._call(rc, delegate.data_received, chunk)
@@ -498,14 +512,14 @@ class HTTP1Protocol(asyncio.Protocol):
         """Once the delegate has the headers: the body limit it may have changed, and 100-continue."""
         msg = rc.msg
         assert msg.headers is not None and msg.start_line is not None
-        length = msg.headers.get("Content-Length")
+        length = msg.length
         if length is not None and length.isdigit() and int(length) > rc.max_body_size:
             self._refuse(_InputError(413, "Content Too Large",
                                      f"Content-Length too long: over {rc.max_body_size} bytes"))
             return
         if not msg.complete and rc.body_timeout is not None:
             self.deadline = time.monotonic() + rc.body_timeout
-        if msg.headers.get("Expect") == "100-continue" and not rc.write_finished and not msg.complete:
+        if msg.expect == "100-continue" and not rc.write_finished and not msg.complete:
             self.send(_CONTINUE)
 
     def _call(self, rc: RequestConnection, method: Callable[..., Any], *args: Any) -> Awaitable[None] | None:
