@@ -11,19 +11,17 @@ other than this one, as docs/claims.md describes.
 from __future__ import annotations
 
 import ast
-import dataclasses
 import re
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
-from typing import Any, get_type_hints
 
 import pytest
 from prometheus_client import Counter, Gauge, Histogram
-from pydantic import BaseModel
 
 from app import metrics
 from app.settings import Settings
+from tests.support.settings_tree import setting_leaves
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
@@ -205,24 +203,7 @@ def test_every_close_code_has_a_test(code: int) -> None:
 # -- settings -----------------------------------------------------------------------------------------
 
 
-def leaves(cls: type, path: tuple[str, ...]) -> Iterator[tuple[tuple[str, ...], type]]:
-    """(path, owning type) of every leaf setting under ``cls``."""
-    if dataclasses.is_dataclass(cls):
-        hints: dict[str, Any] = get_type_hints(cls)
-        names = [f.name for f in dataclasses.fields(cls)]
-    else:
-        hints = {name: field.annotation for name, field in cls.model_fields.items()}  # type: ignore[attr-defined]
-        names = list(hints)
-    for name in names:
-        kind = hints[name]
-        if isinstance(kind, type) and (dataclasses.is_dataclass(kind) or issubclass(kind, BaseModel)):
-            yield from leaves(kind, (*path, name))
-        else:
-            yield (*path, name), cls
-
-
-SETTINGS = [(path, owner) for name in Settings.model_fields
-            for path, owner in leaves(type(getattr(Settings(), name)), (name,))]
+SETTINGS = [(path, owner) for path, owner, _ in setting_leaves()]
 
 
 def env_name(path: tuple[str, ...]) -> str:

@@ -5,11 +5,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import types
-from collections.abc import Iterator
-from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+from typing import Any, Literal, Union, get_args, get_origin
 
 import pytest
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from app.settings import MYSQL_PORT, REDIS_PORT, Settings, load_settings
 from drivers.ignite import IgniteConfig
@@ -17,26 +16,9 @@ from drivers.mongo import MongoConfig
 from drivers.mysql import MySQLConfig
 from drivers.redis import RedisConfig
 from drivers.retry import Backoff, RetryPolicy
+from tests.support.settings_tree import setting_leaves
 
-
-def _leaves(cls: type, path: tuple[str, ...]) -> Iterator[tuple[tuple[str, ...], Any]]:
-    """(path, type) of every leaf setting under ``cls`` (a dataclass or a pydantic model)."""
-    if dataclasses.is_dataclass(cls):
-        hints = get_type_hints(cls)
-        names = [f.name for f in dataclasses.fields(cls)]
-    else:
-        hints = {name: field.annotation for name, field in cls.model_fields.items()}  # type: ignore[attr-defined]
-        names = list(hints)
-    for name in names:
-        kind = hints[name]
-        if dataclasses.is_dataclass(kind) or (isinstance(kind, type) and issubclass(kind, BaseModel)):
-            yield from _leaves(kind, (*path, name))
-        else:
-            yield (*path, name), kind
-
-
-LEAVES = [(path, kind) for section in Settings.model_fields
-          for path, kind in _leaves(type(getattr(Settings(), section)), (section,))]
+LEAVES = [(path, kind) for path, _, kind in setting_leaves()]
 
 
 def _sample(path: tuple[str, ...], kind: Any) -> tuple[str, Any]:
