@@ -563,6 +563,8 @@ class HTTP1Protocol(asyncio.Protocol):
             return
         self._served += 1
         self._end_request(rc)
+        if self.closed or self.current is not None:
+            return              # the peer went away while the handler ran: nothing more to serve
         if rc.disconnect_on_finish:
             self.close()
             return
