@@ -155,6 +155,9 @@ async def _shut_down(ctx: Context, server: tornado.httpserver.HTTPServer, settin
     except* Exception as group:
         for exc in group.exceptions:
             print(f"warning: while closing: {exc}", file=sys.stderr)
+    access_log = getattr(server.request_callback, "settings", {}).get("log_function")
+    if isinstance(access_log, logs.AccessLog):
+        access_log.flush()        # the lines of the last requests, before the loop stops
 
 
 def raise_fd_limit() -> int:
