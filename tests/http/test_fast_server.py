@@ -13,7 +13,9 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import random
 import re
+import socket
 import time
 import weakref
 from collections.abc import AsyncIterator
@@ -79,11 +81,15 @@ async def _connect(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWrite
     return await asyncio.open_connection("127.0.0.1", port)
 
 
-async def _response(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bytes]:
+async def _response(reader: asyncio.StreamReader, *, head_request: bool = False) -> tuple[int, dict[str, str], bytes]:
+    """One response: status, headers (lower-cased names), body (none after a HEAD request)."""
     head = (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)).decode("latin1")
+    assert head.startswith("HTTP/1.1 "), head
     status = int(head.split(" ", 2)[1])
     headers = {k.lower(): v for k, v in re.findall(r"\r\n([^:\r\n]+): ([^\r\n]*)", head)}
-    if "content-length" in headers:
+    if head_request:
+        body = b""
+    elif "content-length" in headers:
         body = await reader.readexactly(int(headers["content-length"]))
     elif headers.get("transfer-encoding") == "chunked":
         body = b""
@@ -123,7 +129,7 @@ async def test_http10_head_and_chunked_responses(server: tuple[FastHTTPServer, i
     _, port = server
     reader, writer = await _connect(port)
     writer.write(b"HEAD / HTTP/1.1\r\nHost: t\r\n\r\nGET /chunks HTTP/1.1\r\nHost: t\r\n\r\n")
-    status, headers, body = await _response(reader)
+    status, headers, body = await _response(reader, head_request=True)
     assert (status, headers["content-length"]) == (200, "5")        # HEAD: the length, no body
     status, headers, body = await _response(reader)                 # ... so the next response parses
     assert (headers["transfer-encoding"], body) == ("chunked", b"abbccc")
@@ -258,3 +264,30 @@ async def test_a_client_that_leaves_mid_request_is_forgotten(server: tuple[FastH
     gc.collect()                                   # an unretrieved future's error is logged when it is freed
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert not errors, errors
+
+
+PIPELINE = (b"GET /?a=1 HTTP/1.1\r\nHost: t\r\nX-One: 1\r\n\r\n"
+            b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 11\r\n\r\nhello world"
+            b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nchunk\r\n3\r\ned!\r\n0\r\n\r\n"
+            b"HEAD / HTTP/1.1\r\nHost: t\r\n\r\n"
+            b"GET /chunks HTTP/1.1\r\nHost: t\r\n\r\n")
+EXPECTED = [b"hello", b"hello world", b"chunked!", b"", b"abbccc"]
+
+
+async def test_requests_split_anywhere_are_answered_the_same(server: tuple[FastHTTPServer, int]) -> None:
+    """Five pipelined requests (plain, Content-Length, chunked, HEAD, chunked answer) cut at random places,
+    each piece its own TCP segment: the answers never depend on where the cuts fall."""
+    _, port = server
+    rng = random.Random(20261130)
+    for _ in range(40):
+        cuts = sorted(rng.sample(range(1, len(PIPELINE)), rng.randint(1, 12)))
+        pieces = [PIPELINE[a:b] for a, b in zip([0, *cuts], [*cuts, len(PIPELINE)], strict=True)]
+        reader, writer = await _connect(port)
+        writer.transport.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for piece in pieces:
+            writer.write(piece)
+            await writer.drain()
+            await asyncio.sleep(0.001)
+        bodies = [(await _response(reader, head_request=i == 3))[2] for i in range(len(EXPECTED))]
+        assert bodies == EXPECTED, pieces
+        writer.close()
