@@ -48,13 +48,15 @@ async def test_timed_out_requests_drop_their_late_replies(settings: Settings, ca
                 assert result == f"v{i}"
         await asyncio.sleep(0.2)   # every late reply has come in by now
         answered = 0
-        for i in range(0, N, 50):  # one at a time, most make the deadline: each gets its own reply
-            try:
-                assert await view.get(i) == f"v{i}"
+        for i in range(0, N, 50):  # one at a time: each answer must be its own reply, never a late one
+            for _attempt in range(100):   # a busy node may miss 2 ms several times in a row
+                try:
+                    assert await view.get(i) == f"v{i}"
+                except IgniteTimeout:
+                    continue
                 answered += 1
-            except IgniteTimeout:
-                pass
-        assert answered > 0
+                break
+        assert answered > 0, "no single get made its 2 ms deadline in 100 tries of each of 12 keys"
         for _ in range(50):      # a node just started (its JIT cold) may still be answering the burst
             stats = hasty.stats()
             if stats["late_replies"] > 0:
