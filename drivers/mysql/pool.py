@@ -76,7 +76,15 @@ class Pool:
 
     async def _connect(self) -> Connection:
         try:
-            conn = await asyncmy.connect(**self._connect_kwargs)
+            try:
+                conn = await asyncmy.connect(**self._connect_kwargs)
+            except RuntimeError as exc:
+                # asyncmy 0.2 sets keep-alive on the socket after connecting; when the server (or
+                # something between) reset the connection at once, the transport has no socket any
+                # more and asyncmy raises RuntimeError("Transport does not expose socket instance").
+                if "socket" not in str(exc):
+                    raise
+                raise ConnectionResetError(f"the connection was reset while opening ({exc})") from exc
         except Exception as exc:
             self.last_error = exc
             raise
