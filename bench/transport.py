@@ -40,7 +40,7 @@ RESULTS = ROOT / "bench" / "results"
 SERVER_CPU, LOAD_CPU = 1, 0
 KEY = "bench-transport"
 
-# name -> (command builder, path, what it is)
+# name -> (path, what it is)
 TARGETS: dict[str, tuple[str, str]] = {
     "hello/tornado": ("/", "hello-world handler, Tornado's HTTPServer"),
     "hello/fast": ("/", "the same handler on the fast transport"),

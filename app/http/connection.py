@@ -119,7 +119,7 @@ class _Message:
     """A request as parsed: its start line and headers, then body chunks not yet delivered."""
 
     __slots__ = ("body_size", "chunks", "complete", "connection", "encoding", "expect", "headers", "keep_alive",
-                 "length", "start_line", "te", "upgrade")
+                 "length", "start_line", "te")
 
     def __init__(self) -> None:
         # The framing headers, noted while the headers are parsed (a missing one costs HTTPHeaders.get
@@ -135,7 +135,6 @@ class _Message:
         self.body_size = 0
         self.complete = False
         self.keep_alive = True
-        self.upgrade = False
 
 
 class RequestConnection(httputil.HTTPConnection):
@@ -416,7 +415,6 @@ class HTTP1Protocol(asyncio.Protocol):
             raise _InputError(400, "Bad Request", f"unsupported Transfer-Encoding {te!r}")
         msg.headers = headers
         msg.keep_alive = parser.should_keep_alive()
-        msg.upgrade = parser.should_upgrade()
         self._first = None
         if self.current is None and not self._queue:
             self._start(msg)
@@ -733,11 +731,9 @@ class HTTP1Protocol(asyncio.Protocol):
             gen_log.info("Timeout reading body from %s", self.context)
         self.abort()
 
-    def close_if_idle(self) -> bool:
+    def close_if_idle(self) -> None:
         if self.current is None and not self._queue:
             self.close()
-            return True
-        return False
 
     def _pause_reading(self) -> None:
         if not self._read_paused and self.transport is not None and not self.closed:

@@ -50,7 +50,6 @@ class FastHTTPServer(tornado.httpserver.HTTPServer):
         self.idle_timeout_s: float | None = self.conn_params.header_timeout
         self.max_body_size: int = self.conn_params.max_body_size or self.max_buffer_size or 100 * 1024 * 1024
         self.draining = False
-        self._protocols: set[HTTP1Protocol] = set()
         self._servers: list[asyncio.AbstractServer] = []
         self._starting: list[tuple[asyncio.Task[None], socket.socket]] = []
         self._sweeper: asyncio.TimerHandle | None = None
@@ -96,7 +95,6 @@ class FastHTTPServer(tornado.httpserver.HTTPServer):
     # -- connections ---------------------------------------------------------------------------
 
     def connection_opened(self, proto: HTTP1Protocol) -> None:
-        self._protocols.add(proto)
         self._connections.add(proto)  # type: ignore[arg-type]
         if self.draining:
             proto.close()
@@ -104,7 +102,6 @@ class FastHTTPServer(tornado.httpserver.HTTPServer):
             self._schedule_sweep()
 
     def connection_closed(self, proto: HTTP1Protocol) -> None:
-        self._protocols.discard(proto)
         self._connections.discard(proto)  # type: ignore[arg-type]
 
     def adopt(self, conn: HTTP1ServerConnection) -> None:
@@ -118,7 +115,7 @@ class FastHTTPServer(tornado.httpserver.HTTPServer):
     def begin_drain(self) -> None:
         """Graceful shutdown: idle connections close now, busy ones after their response."""
         self.draining = True
-        for proto in list(self._protocols):
+        for proto in self._protocols():
             proto.close_if_idle()
 
     async def close_all_connections(self) -> None:
@@ -129,6 +126,10 @@ class FastHTTPServer(tornado.httpserver.HTTPServer):
                 self._connections.discard(conn)  # type: ignore[arg-type]
             else:
                 await conn.close()
+
+    def _protocols(self) -> list[HTTP1Protocol]:
+        """This transport's connections (``_connections`` also holds those handed to Tornado's own code)."""
+        return [c for c in self._connections if isinstance(c, HTTP1Protocol)]  # type: ignore[misc]
 
     @property
     def sweep_interval(self) -> float:
@@ -143,7 +144,7 @@ class FastHTTPServer(tornado.httpserver.HTTPServer):
     def _sweep(self) -> None:
         self._sweeper = None
         now = time.monotonic()
-        for proto in [p for p in self._protocols if p.deadline < now]:
+        for proto in [p for p in self._protocols() if p.deadline < now]:
             proto.timed_out()
-        if self._protocols:
+        if self._connections:
             self._schedule_sweep()

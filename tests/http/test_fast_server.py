@@ -256,7 +256,7 @@ async def test_a_client_that_leaves_mid_request_is_forgotten(server: tuple[FastH
     await asyncio.sleep(0.05)
     writer.close()
     await asyncio.sleep(0.4)                       # the handler finishes after the peer left
-    assert not srv._protocols, "a closed connection is still tracked"
+    assert not srv._connections, "a closed connection is still tracked"
     reader, writer = await _connect(port)          # and the server serves on
     writer.write(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
     assert (await _response(reader))[2] == b"hello"
