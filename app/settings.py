@@ -36,6 +36,8 @@ MYSQL_PORT = 13306
 REDIS_PORT = 16379
 MONGO_PORT = 27117
 IGNITE_CLIENT_PORT = 10800          # node i listens on IGNITE_CLIENT_PORT + i (the stack's other ports: stack/)
+REDIS_SHARD_PORTS = (16380, 16381, 16382)   # three standalone Redis nodes: the cache's "redis-shards" backend
+REDIS_CLUSTER_PORTS = tuple(range(17000, 17006))  # a Redis Cluster: 3 primaries + 3 replicas (bus: port + 10000)
 
 # The drivers' config types are plain dataclasses; pydantic's wrapper of each lets the
 # settings read nested fields from the environment (a JSON list for Ignite's nodes, too).

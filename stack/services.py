@@ -21,9 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
-from app.settings import STACK_HOST, Settings
+from app.settings import REDIS_SHARD_PORTS, STACK_HOST, Settings
 from drivers.errors import BackendUnavailable
 from drivers.ignite import Client as IgniteClient
+from drivers.redis import RedisConfig
 from stack import probes, rabbitmq
 from stack.process import ROOT, STATE, SetupFailed, run
 
@@ -173,6 +174,13 @@ class Redis(Service):
 
     async def probe(self, settings: Settings, *, bootstrap: bool = False) -> str:
         return await probes.redis(settings.redis)
+
+
+class RedisShard(Redis):
+    """One of the standalone Redis nodes the cache places keys on by hashing (``redis-shard-<i>``)."""
+
+    async def probe(self, settings: Settings, *, bootstrap: bool = False) -> str:
+        return await probes.redis(RedisConfig(host=self.host, port=self.port))
 
 
 # -- FerretDB (MongoDB wire protocol over SQLite) ------------------------------------------------
@@ -407,6 +415,8 @@ def services(settings: Settings, ignite_nodes: int = 1) -> list[Service]:
     return [
         MariaDB("mysql", settings.mysql.host, settings.mysql.port, startup_timeout_s=60.0),
         Redis("redis", settings.redis.host, settings.redis.port, startup_timeout_s=15.0),
+        *(RedisShard(f"redis-shard-{i}", STACK_HOST, port, startup_timeout_s=15.0)
+          for i, port in enumerate(REDIS_SHARD_PORTS)),
         FerretDB("mongo", settings.mongo.host, settings.mongo.port, startup_timeout_s=30.0),
         *nodes,
         SecureIgniteNode.stack(),

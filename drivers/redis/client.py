@@ -29,6 +29,7 @@ fails at once with ``BackendBusy`` (503 and ``Retry-After`` in the service).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from time import perf_counter
 from typing import Any
 
@@ -40,7 +41,7 @@ from drivers.base import Calls, ClientStats, LifecycleMixin, client_stats, conve
 from drivers.errors import BackendBusy, BackendError, BackendTimeout, BackendUnavailable, DriverError, InterfaceError
 from drivers.redis.config import RedisConfig
 from drivers.redis.pipe import PipelinedRedis
-from drivers.redis.resp import bulk, command_prefix, encode_command
+from drivers.redis.resp import Arg, bulk, command_prefix, encode_command
 from drivers.retry import Retrier
 
 _GET = command_prefix("GET", total=2)
@@ -158,6 +159,57 @@ class RedisClient(LifecycleMixin):
     async def incr(self, key: str, amount: int = 1) -> int:
         payload = _INCR + bulk(key) if amount == 1 else encode_command(["INCRBY", key, amount])
         return int(await self._command("incr", payload, False))
+
+    async def command(self, *args: Arg, idempotent: bool = False) -> Any:
+        """Any short, non-blocking command on the pipelined connection: ``await command("SET", k, v, "PX", 500)``.
+
+        Counted at the boundary under the command's name in lower case; retried after a
+        lost connection only when the caller says it is ``idempotent``.  Never send
+        blocking, pub/sub, MULTI/WATCH or connection-state commands here (``drivers.redis.pipe``).
+        """
+        return await self._command(str(args[0]).lower() if args else "", encode_command(args), idempotent)
+
+    async def batch(self, commands: Sequence[Sequence[Arg]], *, op: str = "batch",
+                    idempotent: bool = False) -> list[Any]:
+        """Several commands written together, their replies in order: one call at the boundary.
+
+        The first error reply fails the batch (``BackendError``) once every reply is in;
+        after a lost connection the whole batch is sent again when ``idempotent``.
+        """
+        if not commands:
+            return []
+        payloads = [encode_command(c) for c in commands]
+        calls = self.calls
+        began = calls.start()
+        try:
+            replies = await self._batch(payloads)
+        except BackendUnavailable as exc:
+            if not idempotent:
+                calls.end(op, began, exc)
+                raise
+            try:
+                replies = await self._retry.again(exc, self._batch, payloads)
+            except BaseException as final:
+                calls.end(op, began, final)
+                raise
+        except BaseException as exc:
+            calls.end(op, began, exc)
+            raise
+        calls.end(op, began)
+        return replies
+
+    async def _batch(self, payloads: list[bytes]) -> list[Any]:
+        timeout_s = None if _deadline() is None else self._budgeted()
+        pipe = self.pipe
+        if not pipe.connected:
+            first = await pipe.call(payloads[0], timeout_s)   # reconnects; the rest then go out together
+            return [first, *await self._batch(payloads[1:])] if len(payloads) > 1 else [first]
+        futures = [pipe.call(p, timeout_s) for p in payloads]
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        return results
 
     async def blpop(self, key: str, timeout_s: float) -> bytes | None:
         """Pop the head of list ``key``, waiting up to ``timeout_s`` on a pool connection of its own.
