@@ -5,7 +5,10 @@ through ``initialize()``.  Nothing connects at import time.
 
 The resources are the four backend clients and the Redis pub/sub subscription,
 each a ``drivers.base.ManagedClient``; the context starts them in that order and
-closes them in reverse.  Each client's call boundary reports to ``observer``
+closes them in reverse.  The cache (``drivers.cache``) starts after them and closes
+before them: its remote tier is the one ``cache.backend`` names, built on those
+clients (or on a client of its own for Redis Cluster and the shards), and its
+invalidations travel on the shared subscription.  Each client's call boundary reports to ``observer``
 (the service connects it to Prometheus).  The WebSocket hub is not a resource:
 it is handed the subscription and the pipelined Redis connection it works with.
 """
@@ -22,8 +25,10 @@ from app.settings import Settings
 from app.ws.history import History
 from app.ws.hub import Hub
 from drivers.base import ManagedClient, Observer
+from drivers.cache import Cache, InvalidationBus, RedisTier, RemoteTier
+from drivers.cache.remote.ignite import IgniteTier
 from drivers.errors import BackendTimeout, DriverError
-from drivers.ignite import Cache
+from drivers.ignite import Cache as IgniteCache
 from drivers.ignite import Client as IgniteClient
 from drivers.mongo import MongoClient
 from drivers.mysql import MySQLClient
@@ -43,10 +48,12 @@ class Context:
     ignite: IgniteClient
     subscriber: Subscriber
     hub: Hub
+    cache: Cache
     started: list[ManagedClient] = field(default_factory=list)
     draining: bool = False
     in_flight: int = 0
-    _caches: dict[str, Cache] = field(default_factory=dict)
+    _caches: dict[str, IgniteCache] = field(default_factory=dict)
+    _cache_started: bool = False
     _idle: asyncio.Event = field(default_factory=asyncio.Event)
 
     @classmethod
@@ -57,9 +64,11 @@ class Context:
         w = settings.ws
         hub = Hub(w, History(redis.pipe, prefix=w.key_prefix, size=w.history_size, ttl_s=w.history_ttl_s),
                   subscriber)
+        ignite = IgniteClient(config=settings.ignite)
+        cache = Cache(_cache_tier(settings, redis, ignite), settings.cache,
+                      bus=InvalidationBus(redis, subscriber, settings.cache.invalidation_channel))
         ctx = cls(settings=settings, mysql=MySQLClient(settings.mysql), redis=redis,
-                  mongo=MongoClient(settings.mongo), ignite=IgniteClient(config=settings.ignite),
-                  subscriber=subscriber, hub=hub)
+                  mongo=MongoClient(settings.mongo), ignite=ignite, subscriber=subscriber, hub=hub, cache=cache)
         for resource in ctx.resources:
             resource.calls.observer = observer
         return ctx
@@ -97,7 +106,7 @@ class Context:
             return False
         return True
 
-    async def ignite_cache(self, name: str) -> Cache:
+    async def ignite_cache(self, name: str) -> IgniteCache:
         """The named Ignite cache, created on first use (once per process)."""
         cache = self._caches.get(name)
         if cache is None:
@@ -120,14 +129,28 @@ class Context:
                 await self.aclose()
                 raise StartupFailed(f"{resource.name} at {resource.address}: {_first_line(exc)}") from exc
             self.started.append(resource)
+        if only is None or "cache" in only:
+            try:
+                await self.cache.start()
+            except (DriverError, TimeoutError, OSError) as exc:
+                await self.aclose()
+                raise StartupFailed(f"cache ({self.cache.remote.name if self.cache.remote else 'local'}) at "
+                                    f"{self.cache.address}: {_first_line(exc)}") from exc
+            self._cache_started = True
 
     async def aclose(self) -> None:
-        """Stop the hub's tasks, then close started resources in reverse order; errors are collected."""
+        """Stop the hub's tasks and the cache, then close started resources in reverse order; errors are collected."""
         errors: list[BaseException] = []
         try:
             await self.hub.aclose()
         except Exception as exc:
             errors.append(exc)
+        if self._cache_started:
+            self._cache_started = False
+            try:
+                await self.cache.aclose()
+            except Exception as exc:
+                errors.append(exc)
         while self.started:
             resource = self.started.pop()
             try:
@@ -155,6 +178,18 @@ class Context:
         results = await asyncio.gather(*(one(c) for c in self.clients))
         report = {c.name: r for c, r in zip(self.clients, results, strict=True)}
         return all(r["ok"] for r in results), report
+
+
+def _cache_tier(settings: Settings, redis: RedisClient, ignite: IgniteClient) -> RemoteTier | None:
+    """The cache's remote tier that ``cache.backend`` names."""
+    backend = settings.cache.backend
+    if backend == "redis":
+        return RedisTier(redis)
+    if backend == "ignite":
+        return IgniteTier(ignite, settings.cache.ignite_cache)
+    if backend == "local":
+        return None
+    raise NotImplementedError(backend)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -65,6 +65,24 @@ WS_COUNTERS = {
 }
 _ws_seen: dict[str, float] = {}
 
+CACHE_REQUESTS = Counter("cache_requests_total", "Cache lookups by tier (local, remote, bloom) and result (hit, "
+                         "miss, stale, negative; early: a hit that started an early refresh; rejected: the Bloom "
+                         "filter said absent)", ["tier", "result"])
+CACHE_LOADER_CALLS = Counter("cache_loader_calls_total", "Loader calls: values missing from every tier")
+CACHE_LOADER_ERRORS = Counter("cache_loader_errors_total", "Loader calls that raised (nothing was cached)")
+CACHE_LOADER_SECONDS = Histogram("cache_loader_seconds", "Time of one loader call", buckets=_LATENCY_BUCKETS)
+CACHE_INVALIDATIONS = Counter("cache_invalidations_total", "Invalidation messages sent by this process and "
+                              "received from others", ["direction"])
+CACHE_FLUSHES = Counter("cache_local_flushes_total", "Times the local tier was emptied whole, by reason "
+                        "(subscription: the invalidation subscription was lost and came back)", ["reason"])
+CACHE_REMOTE_ERRORS = Counter("cache_remote_errors_total", "Remote tier calls that failed (the breaker counts the "
+                              "unavailable and timed-out ones)")
+CACHE_BREAKER = Gauge("cache_breaker_state", "The remote tier's circuit breaker: 0 closed, 1 half open, 2 open",
+                      ["tier"], multiprocess_mode="livemax")
+CACHE_LOCAL = Gauge("cache_local_size", "The local tier's size, in entries and in encoded bytes", ["unit"],
+                    multiprocess_mode="livesum")
+_cache_seen: dict[Any, float] = {}
+
 
 # Labelled children, looked up once per label set: ``labels()`` validates and joins its
 # arguments under a lock on every call, which is most of what a request spends on metrics.
@@ -125,8 +143,37 @@ def sample_ws(stats: dict[str, Any]) -> None:
         _ws_seen[name] = value
 
 
+def _grow(counter: Any, key: Any, value: float) -> None:
+    grown = value - _cache_seen.get(key, 0.0)
+    if grown > 0:
+        counter.inc(grown)
+    _cache_seen[key] = value
+
+
+def sample_cache(snapshot: dict[str, Any]) -> None:
+    """Copy the cache's gauges, and add its counters' growth since the last sample."""
+    for (tier, result), count in snapshot["requests"].items():
+        _grow(CACHE_REQUESTS.labels(tier, result), ("requests", tier, result), float(count))
+    _grow(CACHE_LOADER_CALLS, "loader_calls", float(snapshot["loader_calls"]))
+    _grow(CACHE_LOADER_ERRORS, "loader_errors", float(snapshot["loader_errors"]))
+    _grow(CACHE_REMOTE_ERRORS, "remote_errors", float(snapshot["remote_errors"]))
+    for direction, count in snapshot["invalidations"].items():
+        _grow(CACHE_INVALIDATIONS.labels(direction), ("invalidations", direction), float(count))
+    for reason, count in snapshot["flushes"].items():
+        _grow(CACHE_FLUSHES.labels(reason), ("flushes", reason), float(count))
+    CACHE_BREAKER.labels(snapshot["tier"]).set(snapshot["breaker_state"])
+    CACHE_LOCAL.labels("entries").set(snapshot["local_entries"])
+    CACHE_LOCAL.labels("bytes").set(snapshot["local_bytes"])
+
+
+def observe_load(seconds: float, error: BaseException | None) -> None:
+    """The cache's ``on_load`` hook: one loader call."""
+    CACHE_LOADER_SECONDS.observe(seconds)
+
+
 async def sample_forever(clients: Sequence[ManagedClient], in_flight: Callable[[], int], interval: float,
-                         ws_stats: Callable[[], dict[str, Any]] | None = None) -> None:
+                         ws_stats: Callable[[], dict[str, Any]] | None = None,
+                         cache_stats: Callable[[], dict[str, Any]] | None = None) -> None:
     """Every ``interval``: how late the loop woke us (its lag), requests in flight, the client and hub gauges."""
     loop = asyncio.get_running_loop()
     while True:
@@ -137,6 +184,8 @@ async def sample_forever(clients: Sequence[ManagedClient], in_flight: Callable[[
         sample_clients(clients)
         if ws_stats is not None:
             sample_ws(ws_stats())
+        if cache_stats is not None:
+            sample_cache(cache_stats())
 
 
 def render() -> bytes:

@@ -30,7 +30,7 @@ import uvloop
 
 from app import logs, metrics, openapi
 from app.context import Context, StartupFailed
-from app.handlers import fanout, ignite, mongo, mysql, redis, ws
+from app.handlers import fanout, ignite, items, mongo, mysql, redis, ws
 from app.handlers.base import NotFoundHandler
 from app.handlers.docs import DOCUMENT_SETTING, DocsPageHandler, OpenApiHandler
 from app.handlers.health import HealthHandler, ReadyHandler
@@ -48,6 +48,7 @@ ROUTES: list[tuple[str, type[tornado.web.RequestHandler], str]] = [
     (r"/metrics", MetricsHandler, "metrics"),
     (r"/now", NowHandler, "now"),
     (r"/mysql/items/([^/]+)", mysql.ItemHandler, "mysql_item"),
+    (r"/items/([^/]+)", items.CachedItemHandler, "item"),
     (r"/mysql/sleep", mysql.SleepHandler, "mysql_sleep"),
     (r"/mongo/docs", mongo.DocsHandler, "mongo_docs"),
     (r"/mongo/docs/([^/]+)", mongo.DocHandler, "mongo_doc"),
@@ -124,8 +125,9 @@ async def serve_forever(settings: Settings) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    ctx.cache.on_load = metrics.observe_load
     sampler = asyncio.create_task(metrics.sample_forever(ctx.clients, lambda: ctx.in_flight, s.loop_lag_interval_s,
-                                                         ctx.hub.stats))
+                                                         ctx.hub.stats, ctx.cache.snapshot))
     print(f"serving on http://{s.host}:{s.port} (pid {os.getpid()})", flush=True)
     await stop.wait()
     await _shut_down(ctx, server, settings)

@@ -24,6 +24,7 @@ import pydantic.dataclasses
 from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+import drivers.cache.config
 import drivers.ignite.config
 import drivers.mongo.config
 import drivers.mysql.config
@@ -43,6 +44,7 @@ REDIS_CLUSTER_PORTS = tuple(range(17000, 17006))  # a Redis Cluster: 3 primaries
 # settings read nested fields from the environment (a JSON list for Ignite's nodes, too).
 # After validation each section is turned back into the driver's own type (``_plain``).
 if TYPE_CHECKING:
+    from drivers.cache.config import CacheConfig
     from drivers.ignite.config import IgniteConfig
     from drivers.mongo.config import MongoConfig
     from drivers.mysql.config import MySQLConfig
@@ -52,6 +54,7 @@ else:
     RedisConfig = pydantic.dataclasses.dataclass(drivers.redis.config.RedisConfig, frozen=True)
     MongoConfig = pydantic.dataclasses.dataclass(drivers.mongo.config.MongoConfig, frozen=True)
     IgniteConfig = pydantic.dataclasses.dataclass(drivers.ignite.config.IgniteConfig, frozen=True)
+    CacheConfig = pydantic.dataclasses.dataclass(drivers.cache.config.CacheConfig, frozen=True)
 
 
 class ServerSettings(BaseModel):
@@ -108,6 +111,9 @@ class Settings(BaseSettings):
     mongo: MongoConfig = Field(default_factory=lambda: MongoConfig(host=STACK_HOST, port=MONGO_PORT))
     ignite: IgniteConfig = Field(default_factory=lambda: IgniteConfig(nodes=((STACK_HOST, IGNITE_CLIENT_PORT),)))
     ws: WsSettings = Field(default_factory=WsSettings)
+    # The two-tier cache of GET /items/{id} (docs/cache.md); backend redis-shards uses the stack's shards.
+    cache: CacheConfig = Field(default_factory=lambda: CacheConfig(
+        shards=tuple(f"{STACK_HOST}:{port}" for port in REDIS_SHARD_PORTS)))
 
     @model_validator(mode="before")
     @classmethod
@@ -145,6 +151,7 @@ class Settings(BaseSettings):
 _PLAIN: dict[str, type[Any]] = {
     "mysql": drivers.mysql.config.MySQLConfig, "redis": drivers.redis.config.RedisConfig,
     "mongo": drivers.mongo.config.MongoConfig, "ignite": drivers.ignite.config.IgniteConfig,
+    "cache": drivers.cache.config.CacheConfig,
 }
 
 

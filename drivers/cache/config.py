@@ -21,6 +21,11 @@ class BreakerConfig:
 
 @dataclass(frozen=True, slots=True)
 class CacheConfig:
+    # The remote tier: the standalone Redis ("redis"), Redis Cluster, standalone Redis nodes placed
+    # by rendezvous hashing ("redis-shards", the nodes in ``shards``), an Ignite cache, or none ("local").
+    backend: Literal["redis", "redis-cluster", "redis-shards", "ignite", "local"] = "redis"
+    shards: tuple[str, ...] = ()       # "host:port" or "host:port@weight", for backend redis-shards
+    ignite_cache: str = "asyncstack-cache"   # the Ignite cache, for backend ignite
     namespace: str = "cache"           # remote keys are <namespace>:v:<key>, leases <namespace>:l:<key>
     ttl_s: float = 300.0               # a value's time to live when the call gives none
     jitter: float = 0.1                # each TTL is drawn from ttl * [1 - jitter, 1 + jitter] (avalanche)
