@@ -21,11 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
-from app.settings import REDIS_SHARD_PORTS, STACK_HOST, Settings
+from app.settings import REDIS_CLUSTER_PORTS, REDIS_SHARD_PORTS, STACK_HOST, Settings
 from drivers.errors import BackendUnavailable
 from drivers.ignite import Client as IgniteClient
 from drivers.redis import RedisConfig
-from stack import probes, rabbitmq
+from stack import probes, rabbitmq, redis_cluster
 from stack.process import ROOT, STATE, SetupFailed, run
 
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "asyncstack"
@@ -181,6 +181,23 @@ class RedisShard(Redis):
 
     async def probe(self, settings: Settings, *, bootstrap: bool = False) -> str:
         return await probes.redis(RedisConfig(host=self.host, port=self.port))
+
+
+class RedisClusterNode(Redis):
+    """One of the six nodes of the stack's Redis Cluster (``redis-cluster-<i>``; see ``stack.redis_cluster``).
+
+    Started empty unless the other nodes form a cluster already (then it rejoins it); up once
+    its ``CLUSTER INFO`` says ``cluster_state:ok``, the probe forming the cluster when it is time.
+    """
+
+    def prepare(self) -> list[str]:
+        argv = super().prepare()
+        if not redis_cluster.formed_elsewhere(self.port):
+            redis_cluster.forget(self.dir)
+        return [*argv, *redis_cluster.node_options(self.dir)]
+
+    async def probe(self, settings: Settings, *, bootstrap: bool = False) -> str:
+        return await redis_cluster.probe(self.host, self.port)
 
 
 # -- FerretDB (MongoDB wire protocol over SQLite) ------------------------------------------------
@@ -417,6 +434,8 @@ def services(settings: Settings, ignite_nodes: int = 1) -> list[Service]:
         Redis("redis", settings.redis.host, settings.redis.port, startup_timeout_s=15.0),
         *(RedisShard(f"redis-shard-{i}", STACK_HOST, port, startup_timeout_s=15.0)
           for i, port in enumerate(REDIS_SHARD_PORTS)),
+        *(RedisClusterNode(f"redis-cluster-{i}", STACK_HOST, port, startup_timeout_s=30.0)
+          for i, port in enumerate(REDIS_CLUSTER_PORTS)),
         FerretDB("mongo", settings.mongo.host, settings.mongo.port, startup_timeout_s=30.0),
         *nodes,
         SecureIgniteNode.stack(),
