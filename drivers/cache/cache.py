@@ -340,9 +340,7 @@ class Cache:
         Ignite): meant for occasional bulk invalidation, not for every request.
         """
         check_key(prefix, self.config.max_key_bytes)
-        for key, flight in self._flights.items():
-            if key.startswith(prefix):
-                flight.dirty = True
+        self._dirty_prefix(prefix)
         self.local.discard_prefix(prefix)
         if self.remote is None:
             return 0
@@ -396,7 +394,7 @@ class Cache:
         return flight
 
     def _landed(self, key: str, flight: Flight, task: asyncio.Task[Any]) -> None:
-        if self._flights.get(key) is flight:
+        if self._flights.get(key) is flight:      # cancelled before it ran: _fill never started
             del self._flights[key]
         if not task.cancelled() and (exc := task.exception()) is not None and not isinstance(exc, DriverError):
             log.debug("cache: loading %r failed: %r", key, exc)
@@ -410,7 +408,19 @@ class Cache:
 
     async def _fill(self, key: str, loader: Loader, ttl: float | None, negative_ttl: float | None,
                     flight: Flight, early: bool) -> Any:
-        """One flight: the remote tier, the lease, the loader; answers the value (None: not found)."""
+        """One flight: the remote tier, the lease, the loader; answers the value (None: not found).
+
+        It leaves the table of flights as it ends (not in a callback after it): a caller
+        arriving later, say after a delete, must start a flight of its own.
+        """
+        try:
+            return await self._fly(key, loader, ttl, negative_ttl, flight, early)
+        finally:
+            if self._flights.get(key) is flight:
+                del self._flights[key]
+
+    async def _fly(self, key: str, loader: Loader, ttl: float | None, negative_ttl: float | None,
+                   flight: Flight, early: bool) -> Any:
         remote = self.remote
         usable = remote is not None and self.breaker.allow()
         stale: Envelope | None = None
@@ -596,9 +606,14 @@ class Cache:
                                   env.negative, env.size))
 
     def _dirty(self, key: str) -> None:
-        flight = self._flights.get(key)
+        """``key`` changed: a flight loading it keeps its value to itself, and later callers start anew."""
+        flight = self._flights.pop(key, None)
         if flight is not None:
             flight.dirty = True
+
+    def _dirty_prefix(self, prefix: str) -> None:
+        for key in [k for k in self._flights if k.startswith(prefix)]:
+            self._dirty(key)
 
     def _invalidated_keys(self, keys: list[str]) -> None:
         _bump(self.stats.invalidations, "received")
@@ -608,13 +623,12 @@ class Cache:
 
     def _invalidated_prefix(self, prefix: str) -> None:
         _bump(self.stats.invalidations, "received")
-        for key, flight in self._flights.items():
-            if key.startswith(prefix):
-                flight.dirty = True
+        self._dirty_prefix(prefix)
         self.local.discard_prefix(prefix)
 
     def _flush(self, reason: str) -> None:
-        for flight in self._flights.values():
+        flights, self._flights = self._flights, {}
+        for flight in flights.values():
             flight.dirty = True
         self.local.clear()
         _bump(self.stats.flushes, reason)
