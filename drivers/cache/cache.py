@@ -334,12 +334,15 @@ class Cache:
             await self._publish_keys(keys)
 
     async def invalidate_prefix(self, prefix: str) -> int:
-        """Remove every key starting with ``prefix`` everywhere; how many the remote tier held.
+        """Remove every key starting with ``prefix`` (``""``: the whole namespace) everywhere.
+
+        Answers how many the remote tier held.
 
         The remote tier walks its whole keyspace for it (SCAN on each node, a scan query on
         Ignite): meant for occasional bulk invalidation, not for every request.
         """
-        check_key(prefix, self.config.max_key_bytes)
+        if prefix:      # "": everything in the namespace
+            check_key(prefix, self.config.max_key_bytes)
         self._dirty_prefix(prefix)
         self.local.discard_prefix(prefix)
         if self.remote is None:

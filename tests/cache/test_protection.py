@@ -1,0 +1,252 @@
+"""Stampede (breakdown), penetration and avalanche protection, on the real Redis and MySQL of the stack.
+
+Every test uses the default settings unless it says otherwise, a namespace of its own,
+and removes what it wrote.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator
+
+import orjson
+import pytest
+
+from app.settings import Settings
+from drivers.cache import Cache, CacheConfig, RedisTier
+from drivers.mysql import MySQLClient
+from drivers.redis import RedisClient
+from tests.conftest import ROOT
+
+
+@pytest.fixture
+async def redis(settings: Settings) -> AsyncIterator[RedisClient]:
+    client = RedisClient(settings.redis)
+    await client.start()
+    yield client
+    await client.aclose()
+
+
+def namespace() -> str:
+    return f"t-{uuid.uuid4().hex[:10]}"
+
+
+async def test_a_thousand_requests_in_two_processes_load_a_cold_key_once(settings: Settings,
+                                                                          redis: RedisClient) -> None:
+    ns = namespace()
+    start_at = time.time() + 1.5          # both processes are up and connected by then
+    procs = [await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tests.cache.stampede_worker", str(settings.redis.port), ns, "hot", str(start_at),
+        "1000", cwd=ROOT, stdout=asyncio.subprocess.PIPE) for _ in range(2)]
+    outputs = await asyncio.wait_for(asyncio.gather(*(p.communicate() for p in procs)), 60)
+    reports = [orjson.loads(out.decode().strip().splitlines()[-1]) for out, _ in outputs]
+    try:
+        assert [p.returncode for p in procs] == [0, 0]
+        total = int(await redis.get(f"{ns}:loads") or 0)
+        assert total == 1, f"the loader ran {total} times for 2,000 requests: {reports}"
+        assert sorted(r["loader_calls"] for r in reports) == [0, 1]
+        assert all(r["answers"] == [orjson.dumps({"value": ns}).decode()] for r in reports)
+        # The process without the lease polled the remote tier: its requests waited about one load.
+        assert max(r["slowest_s"] for r in reports) < 1.0, reports
+    finally:
+        await redis.command("DEL", f"{ns}:loads", f"{ns}:v:hot")
+
+
+async def test_a_hot_key_is_refreshed_before_it_expires_and_no_request_waits(redis: RedisClient) -> None:
+    """XFetch on (the default): under steady load the value is reloaded early, in the background."""
+    cache = Cache(RedisTier(redis), CacheConfig(namespace=namespace()))
+    await cache.start()
+    loads = 0
+
+    async def loader() -> int:
+        nonlocal loads
+        loads += 1
+        await asyncio.sleep(0.1)
+        return loads
+
+    await cache.get_or_load("hot", loader, ttl=1.0)
+    latencies: list[float] = []
+    stop = time.monotonic() + 3.5
+
+    async def reader() -> None:
+        while time.monotonic() < stop:
+            began = time.perf_counter()
+            await cache.get_or_load("hot", loader, ttl=1.0)
+            latencies.append(time.perf_counter() - began)
+            await asyncio.sleep(0.001)
+
+    try:
+        await asyncio.gather(*(reader() for _ in range(100)))
+        snapshot = cache.snapshot()
+        # 3.5 TTLs passed.  Each reload started before the value expired; how early depends on the
+        # read rate (XFetch: about delta * ln(reads per second * delta) before expiry, some 0.6 s
+        # here at thousands of reads per second), so between one and about four reloads per TTL.
+        assert 3 <= loads <= 20, loads
+        assert snapshot["requests"].get(("local", "stale"), 0) == 0, snapshot["requests"]
+        assert snapshot["requests"].get(("local", "miss"), 0) == 1, snapshot["requests"]     # the first read
+        # No request waited for a 100 ms load (generous for a loaded 2-core machine).
+        assert max(latencies) < 0.05, sorted(latencies)[-5:]
+    finally:
+        await cache.invalidate_prefix("")
+        await cache.aclose()
+
+
+async def test_without_early_refresh_the_expired_value_is_served_stale_while_one_reload_runs(
+        redis: RedisClient) -> None:
+    """The stale-while-revalidate path alone (early_refresh off, said here): still no request waits."""
+    cache = Cache(RedisTier(redis), CacheConfig(namespace=namespace(), early_refresh=False, jitter=0.0))
+    await cache.start()
+    loads = 0
+
+    async def loader() -> int:
+        nonlocal loads
+        loads += 1
+        await asyncio.sleep(0.1)
+        return loads
+
+    try:
+        await cache.get_or_load("k", loader, ttl=0.3)
+        await asyncio.sleep(0.35)
+        began = time.perf_counter()
+        answers = await asyncio.gather(*(cache.get_or_load("k", loader, ttl=0.3) for _ in range(200)))
+        assert time.perf_counter() - began < 0.05
+        assert set(answers) == {1} and cache.snapshot()["requests"][("local", "stale")] == 200
+        await asyncio.sleep(0.15)
+        assert loads == 2 and await cache.get_or_load("k", loader, ttl=0.3) == 2
+    finally:
+        await cache.invalidate_prefix("")
+        await cache.aclose()
+
+
+async def test_a_failing_loader_reaches_every_waiter_and_poisons_nothing(redis: RedisClient) -> None:
+    cache = Cache(RedisTier(redis), CacheConfig(namespace=namespace()))
+    await cache.start()
+    calls = 0
+
+    async def broken() -> int:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0.02)
+        raise ValueError("the database said no")
+
+    async def working() -> int:
+        return 7
+
+    try:
+        results = await asyncio.gather(*(cache.get_or_load("k", broken) for _ in range(100)), return_exceptions=True)
+        assert calls == 1
+        assert all(isinstance(r, ValueError) and str(r) == "the database said no" for r in results)
+        assert await cache.get("k") is None and "k" not in cache.local
+        assert await redis.get(cache.layout.lease("k")) is None        # the lease was released
+        assert await cache.get_or_load("k", working) == 7
+        assert cache.stats.loader_errors == 1
+    finally:
+        await cache.invalidate_prefix("")
+        await cache.aclose()
+
+
+async def test_a_value_read_at_its_expiry_instant_is_not_answered(redis: RedisClient) -> None:
+    now = [1_900_000_000.0]
+    cache = Cache(RedisTier(redis), CacheConfig(namespace=namespace(), jitter=0.0, stale_s=0.0),
+                  clock=lambda: now[0])
+    await cache.start()
+    try:
+        await cache.set("k", "v", ttl=1)
+        cache.local.clear()                    # the remote copy decides
+        now[0] += 0.999
+        assert await cache.get("k") == "v"
+        now[0] += 0.001
+        assert await cache.get("k") is None
+    finally:
+        await cache.invalidate_prefix("")
+        await cache.aclose()
+
+
+async def test_absent_ids_reach_mysql_once_each(settings: Settings, redis: RedisClient) -> None:
+    """Penetration: 10,000 requests for 500 random absent ids are 500 queries, then none."""
+    mysql = MySQLClient(settings.mysql)
+    await mysql.start()
+    cache = Cache(RedisTier(redis), CacheConfig(namespace=namespace()))
+    await cache.start()
+    queries = 0
+
+    async def load(item_id: int) -> object:
+        nonlocal queries
+        queries += 1
+        return await mysql.fetchone("SELECT id, name FROM items WHERE id = %s", (item_id,))
+
+    rng = random.Random(12)
+    absent = rng.sample(range(10_000_000, 20_000_000), 500)
+    requests = [rng.choice(absent) for _ in range(10_000)]
+    try:
+        for start in range(0, len(requests), 1000):
+            answers = await asyncio.gather(*(cache.get_or_load(f"item:{i}", lambda i=i: load(i))  # type: ignore[misc]
+                                             for i in requests[start:start + 1000]))
+            assert answers == [None] * len(answers)
+        distinct = len(set(requests))
+        assert queries <= distinct, (queries, distinct)
+        assert queries == distinct       # and each absent id was asked once: the negative entry answered the rest
+        # Another process (a fresh local tier) finds the negative entries in Redis: no query at all.
+        other = Cache(RedisTier(redis), cache.config)
+        await other.start()
+        assert await asyncio.gather(*(other.get_or_load(f"item:{i}", lambda i=i: load(i))  # type: ignore[misc]
+                                      for i in absent[:100])) == [None] * 100
+        assert queries == distinct
+    finally:
+        await cache.invalidate_prefix("")
+        await cache.aclose()
+        await mysql.aclose()
+
+
+async def test_a_hundred_thousand_keys_written_together_expire_spread_over_the_jitter_window(
+        redis: RedisClient) -> None:
+    """Avalanche: with the default jitter (±10%) the expiry times of one batch are spread evenly."""
+    cache = Cache(RedisTier(redis), CacheConfig(namespace=namespace()))
+    await cache.start()
+    ttl, stale = 100.0, cache.config.stale_s
+    keys = [f"k{i}" for i in range(100_000)]
+    try:
+        written_at = time.time()
+        await cache.set_many(dict.fromkeys(keys, 1), ttl=ttl)
+        sample = [cache.layout.value(k) for k in keys[::20]]
+        envelopes = [cache.codec.decode(blob) for blob in await redis.batch([("GET", k) for k in sample])]
+        lives = [env.fresh_until - written_at for env in envelopes]       # each one's TTL as drawn
+        assert min(lives) >= 0.9 * ttl and max(lives) <= 1.1 * ttl + 5
+        buckets = [0] * 10
+        for life in lives:
+            buckets[min(9, int((life - 0.9 * ttl) / (0.02 * ttl)))] += 1
+        mean = len(lives) / 10
+        assert all(abs(b - mean) < 0.15 * mean for b in buckets), buckets
+        # Redis drops each copy stale_s after its own expiry, so the deletions are spread the same way.
+        # (Its PX counts from when Redis got the SET, a little later than the TTL was drawn: encoding
+        # and sending 100k values takes seconds here, and a copy outlives its plan by that much.)
+        written_in = time.time() - written_at
+        pttls = await redis.batch([("PTTL", k) for k in sample])
+        now = time.time()
+        for env, pttl in zip(envelopes, pttls, strict=True):
+            assert -1.0 < pttl / 1000 - (env.fresh_until + stale - now) < written_in + 1.0
+        # Without jitter (said here, to show what it prevents) they would all expire within a second.
+        assert max(lives) - min(lives) > 0.15 * ttl
+    finally:
+        for start in range(0, len(keys), 10_000):
+            await redis.command("UNLINK", *(cache.layout.value(k) for k in keys[start:start + 10_000]))
+        await cache.aclose()
+
+
+async def test_a_thousand_cold_requests_in_one_process_load_once_without_a_remote_tier() -> None:
+    cache = Cache(None)
+    calls = 0
+
+    async def loader() -> str:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0.02)
+        return "v"
+
+    assert await asyncio.gather(*(cache.get_or_load("k", loader) for _ in range(1000))) == ["v"] * 1000
+    assert calls == 1
+
