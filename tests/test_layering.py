@@ -3,7 +3,7 @@
 - app -> drivers -> the drivers' shared parts; drivers never import app, stack or tornado;
   app never imports stack (the local stack is development tooling).
 - The shared parts (drivers.errors, base, retry, kit, budget, limits) import no particular driver.
-- Sans-I/O code (Ignite's protocol/ and codec/, Redis's resp) imports only the standard
+- Sans-I/O code (Ignite's protocol/ and codec/, Redis's resp and slots) imports only the standard
   library, itself and the error tree.
 - Inside a driver, each module imports only modules below it (the ranks below);
   no import cycles anywhere in app/, drivers/ or stack/.
@@ -27,11 +27,12 @@ RANKS: dict[str, dict[str, int]] = {
         "txcontext": 4, "routing": 4, "session": 5, "cursors": 6, "cluster": 6, "tx": 6, "cache": 7,
         "client": 8, "__init__": 9,
     },
-    "drivers.redis": {"config": 0, "resp": 1, "pipe": 2, "pubsub": 3, "client": 4, "__init__": 5},
+    "drivers.redis": {"config": 0, "resp": 1, "slots": 1, "pipe": 2, "pubsub": 3, "topology": 3, "client": 4,
+                      "cluster": 4, "__init__": 5},
     "drivers.mysql": {"config": 0, "pool": 1, "client": 2, "__init__": 3},
     "drivers.mongo": {"config": 0, "client": 1, "__init__": 2},
 }
-SANS_IO = ("drivers.ignite.protocol", "drivers.ignite.codec", "drivers.redis.resp")
+SANS_IO = ("drivers.ignite.protocol", "drivers.ignite.codec", "drivers.redis.resp", "drivers.redis.slots")
 SANS_IO_MAY_IMPORT = ("drivers.errors", "drivers.ignite.errors", "drivers.ignite.protocol", "drivers.ignite.codec")
 SHARED = ("drivers.errors", "drivers.base", "drivers.retry", "drivers.kit", "drivers.budget", "drivers.limits")
 

@@ -38,3 +38,23 @@ class RedisConfig:
     @property
     def address(self) -> str:
         return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class RedisClusterConfig:
+    """The Redis Cluster client (``drivers.redis.cluster``): where to start, and how it follows the cluster."""
+
+    # Any nodes of the cluster: the first that answers tells the client the rest.
+    nodes: tuple[tuple[str, int], ...] = (("127.0.0.1", 7000),)
+    username: str | None = None
+    password: str | None = None
+    connect_timeout_s: float = 2.0
+    socket_timeout_s: float = 5.0      # a command's reply deadline (each node's pipelined connection)
+    # Idempotent commands after a lost connection (or CLUSTERDOWN); never SET NX or INCR.
+    retry: RetryPolicy = field(default_factory=lambda: RetryPolicy(4, Backoff(0.1, 1.0)))
+    refresh_interval_s: float = 30.0   # the slot table is read again this often (0: only on MOVED / a lost node)
+    # After a primary's connection is lost: the table is read again with these waits until the
+    # cluster has promoted a replica (or the node answers again).
+    refresh_backoff: Backoff = field(default_factory=lambda: Backoff(0.1, 1.0))
+    max_redirects: int = 5             # MOVED/ASK/TRYAGAIN followed per command before BackendError
+    read_from_replicas: bool = False   # GET/MGET on replicas (READONLY connections), primaries when none
