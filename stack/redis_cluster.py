@@ -6,8 +6,10 @@ Rules of this file:
   log and ``nodes.conf`` under ``.stack/redis-cluster-<i>/``.  No persistence, like the other Redis.
 - A node started while no other node of the stack belongs to a formed cluster starts empty (its
   old ``nodes.conf`` removed), so ``down`` then ``up`` makes a new cluster.  A node started while
-  the others form a cluster keeps its ``nodes.conf`` and rejoins it (as a replica, when its slots
-  were failed over meanwhile): ``up redis-cluster-<i>`` brings back a node that was killed.
+  the others form a cluster keeps its ``nodes.conf`` and rejoins it: ``up redis-cluster-<i>``
+  brings back a node that was killed.  A primary that owned slots is started only once the
+  cluster has promoted its replica (up to ``FAILOVER_WAIT_S``): it then rejoins as a replica,
+  instead of taking its slots back empty (no persistence) and having its replica copy that.
 - The cluster is formed by a node's probe: once all six answer and none knows another node,
   ``redis-cli --cluster create ... --cluster-replicas 1 --cluster-yes`` is started once, detached
   (its output in ``.stack/redis-cluster/create.log``), and the probes wait for it.
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import redis
@@ -30,6 +33,7 @@ from drivers.redis import PipelinedRedis, RedisConfig
 from stack.process import STATE, SetupFailed, tail
 
 NODE_TIMEOUT_MS = 2000
+FAILOVER_WAIT_S = 20.0   # how long a killed primary's restart waits for its replica's promotion
 NODES = tuple((STACK_HOST, port) for port in REDIS_CLUSTER_PORTS)
 CREATE_LOG = STATE / "redis-cluster" / "create.log"
 
@@ -49,30 +53,70 @@ def parse_info(text: bytes | str) -> dict[str, str]:
     return {key: value.strip() for key, value in pairs}
 
 
-def formed_elsewhere(port: int) -> bool:
-    """True when another node of the stack answers and knows other nodes: a formed cluster is running.
+def _ask_sync(host: str, port: int, *args: str) -> bytes | None:
+    """One command to a node, blocking with short timeouts (``up`` prepares nodes synchronously); None if it fails."""
+    client = redis.Redis(host=host, port=port, socket_connect_timeout=0.5, socket_timeout=1.0,
+                         retry=Retry(NoBackoff(), 0))   # redis-py's own retries would wait seconds
+    try:
+        reply: bytes = client.execute_command(*args)  # type: ignore[no-untyped-call]
+    except redis.RedisError:
+        return None
+    finally:
+        client.close()
+    return reply
 
-    Blocking (short timeouts): it runs while ``up`` prepares a node, before the node starts.
-    """
+
+def formed_elsewhere(port: int) -> bool:
+    """True when another node of the stack answers and knows other nodes: a formed cluster is running."""
     for host, other in NODES:
-        if other == port:
-            continue
-        client = redis.Redis(host=host, port=other, socket_connect_timeout=0.5, socket_timeout=1.0,
-                             retry=Retry(NoBackoff(), 0))   # redis-py's own retries would wait seconds
-        try:
-            info = parse_info(client.execute_command("CLUSTER", "INFO"))  # type: ignore[no-untyped-call]
-        except redis.RedisError:
-            continue
-        finally:
-            client.close()
-        if int(info.get("cluster_known_nodes", "1")) > 1:
+        reply = _ask_sync(host, other, "CLUSTER", "INFO") if other != port else None
+        if reply is not None and int(parse_info(reply).get("cluster_known_nodes", "1")) > 1:
             return True
     return False
 
 
-def forget(state_dir: Path) -> None:
-    """Remove a node's cluster state (its ``nodes.conf``): it starts as an empty node of no cluster."""
-    for name in ("nodes.conf", "dump.rdb"):
+def _still_primary(node_id: str, port: int) -> bool:
+    """True while another node of the stack lists ``node_id`` as a primary that owns slots."""
+    for host, other in NODES:
+        reply = _ask_sync(host, other, "CLUSTER", "NODES") if other != port else None
+        for line in (reply or b"").decode().splitlines():
+            fields = line.split()
+            if fields and fields[0] == node_id:
+                return "master" in fields[2].split(",") and len(fields) > 8
+    return False
+
+
+def _own_line(nodes_conf: Path) -> list[str] | None:
+    """The fields of a node's own line in its nodes.conf (id, address, flags, ..., its slots), or None."""
+    try:
+        text = nodes_conf.read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) > 2 and "myself" in fields[2].split(","):
+            return fields
+    return None
+
+
+def wait_for_failover(state_dir: Path, port: int, timeout_s: float = FAILOVER_WAIT_S) -> None:
+    """Before a primary that owned slots starts again, empty: wait until the cluster has promoted its replica.
+
+    Started sooner (within the node timeout), it would take its slots back with no data, and
+    its replica would copy that emptiness.  Started after, it rejoins as a replica.  Blocking.
+    """
+    myself = _own_line(state_dir / "nodes.conf")
+    if myself is None or "master" not in myself[2].split(",") or len(myself) <= 8:
+        return
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and _still_primary(myself[0], port):
+        time.sleep(0.2)
+
+
+def forget(state_dir: Path, *, cluster_state: bool = True) -> None:
+    """Remove the RDB file a replica's full sync left (no data survives a restart) and, with
+    ``cluster_state``, the node's ``nodes.conf``: it then starts as an empty node of no cluster."""
+    for name in ("nodes.conf", "dump.rdb") if cluster_state else ("dump.rdb",):
         (state_dir / name).unlink(missing_ok=True)
 
 

@@ -186,14 +186,17 @@ class RedisShard(Redis):
 class RedisClusterNode(Redis):
     """One of the six nodes of the stack's Redis Cluster (``redis-cluster-<i>``; see ``stack.redis_cluster``).
 
-    Started empty unless the other nodes form a cluster already (then it rejoins it); up once
-    its ``CLUSTER INFO`` says ``cluster_state:ok``, the probe forming the cluster when it is time.
+    Started empty unless the other nodes form a cluster already (then it rejoins it, a killed
+    primary once its replica was promoted); up once its ``CLUSTER INFO`` says ``cluster_state:ok``,
+    the probe forming the cluster when it is time.
     """
 
     def prepare(self) -> list[str]:
         argv = super().prepare()
-        if not redis_cluster.formed_elsewhere(self.port):
-            redis_cluster.forget(self.dir)
+        rejoin = redis_cluster.formed_elsewhere(self.port)
+        if rejoin:
+            redis_cluster.wait_for_failover(self.dir, self.port)
+        redis_cluster.forget(self.dir, cluster_state=not rejoin)
         return [*argv, *redis_cluster.node_options(self.dir)]
 
     async def probe(self, settings: Settings, *, bootstrap: bool = False) -> str:

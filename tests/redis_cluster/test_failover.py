@@ -1,0 +1,150 @@
+"""A primary of the stack's cluster killed for real (SIGKILL) while reads and writes go on.
+
+The cluster promotes the primary's replica (node timeout 2 s); the client finds the new
+primary by reading the table again until the lost one owns nothing.  The killed node is then
+started again through the stack (``stack up redis-cluster-<i>``: it rejoins as a replica) and
+``wait_until_healthy`` waits until every node says ``cluster_state:ok`` again, so the tests
+after this one find a whole cluster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from app.settings import REDIS_CLUSTER_PORTS
+from drivers.errors import DriverError
+from drivers.redis import RedisClusterClient
+from drivers.redis.slots import key_slot
+from stack.redis_cluster import parse_info
+from tests.conftest import run_stack_async
+from tests.redis_cluster.conftest import on_node
+
+RECOVERY_LIMIT_S = 15.0
+
+
+async def node_state(port: int) -> tuple[dict[str, str], dict[str, str], bytes]:
+    """A node's INFO (server, replication), CLUSTER INFO and CLUSTER NODES."""
+    info = parse_info(await on_node(port, "INFO", "server", "replication"))
+    return info, parse_info(await on_node(port, "CLUSTER", "INFO")), await on_node(port, "CLUSTER", "NODES")
+
+
+async def wait_until_healthy(timeout_s: float = 30.0) -> None:
+    """Every node answers with cluster_state:ok, no node is flagged as failing, and every replica is in sync."""
+    deadline = time.monotonic() + timeout_s
+    last = ""
+    while time.monotonic() < deadline:
+        try:
+            states = [await node_state(port) for port in REDIS_CLUSTER_PORTS]
+        except DriverError as exc:
+            last = exc.message
+        else:
+            problems = [f"{port}: state {cluster.get('cluster_state')}, {nodes.count(b'fail')} fail flags, "
+                        f"role {info.get('role')} link {info.get('master_link_status', '-')}"
+                        for port, (info, cluster, nodes) in zip(REDIS_CLUSTER_PORTS, states, strict=True)
+                        if cluster.get("cluster_state") != "ok" or b"fail" in nodes
+                        or info.get("master_link_status", "up") != "up"]
+            roles = sorted(info.get("role", "?") for info, _, _ in states)
+            if not problems and roles == ["master"] * 3 + ["slave"] * 3:
+                return
+            last = "; ".join(problems) or f"roles {roles}"
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"the cluster is not healthy after {timeout_s:.0f} s: {last}")
+
+
+async def start_again(port: int) -> None:
+    """The stack starts the node again (keeping its nodes.conf: it rejoins the cluster)."""
+    name = f"redis-cluster-{REDIS_CLUSTER_PORTS.index(port)}"
+    done = await run_stack_async("up", name)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+@dataclass
+class Load:
+    """Writers and readers going on all through the test; what they met."""
+
+    client: RedisClusterClient
+    keys: list[str]
+    victim_slots: set[int]
+    errors: list[BaseException] = field(default_factory=list)
+    victim_ok_at: list[float] = field(default_factory=list)    # writes to the lost primary's slots that succeeded
+    victim_failed_at: list[float] = field(default_factory=list)
+    other_failed_at: list[float] = field(default_factory=list)   # failures on the other shards' slots
+    writes: int = 0
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def worker(self, offset: int) -> None:
+        n = offset
+        while not self.stop.is_set():
+            key = self.keys[n % len(self.keys)]
+            n += 7
+            victim = key_slot(key) in self.victim_slots
+            try:
+                if n % 2:
+                    await self.client.set(key, str(n), px=60_000)
+                    self.writes += 1
+                    if victim:
+                        self.victim_ok_at.append(time.monotonic())
+                else:
+                    await self.client.get(key)
+            except BaseException as exc:   # everything is recorded; the test checks each is a DriverError
+                self.errors.append(exc)
+                (self.victim_failed_at if victim else self.other_failed_at).append(time.monotonic())
+                await asyncio.sleep(0.01)
+
+
+async def test_a_killed_primary_is_replaced_and_writes_succeed_again(cluster: RedisClusterClient) -> None:
+    await wait_until_healthy()
+    run = uuid.uuid4().hex[:8]
+    keys = [f"failover:{run}:{i}" for i in range(300)]
+    table = cluster.topology.table
+    assert table is not None
+    victim = table.shard(key_slot(keys[0]))
+    assert victim is not None
+    port = victim.primary.port
+    victim_slots = {s for s, shard in enumerate(table.owners) if shard is not None and shard.primary.port == port}
+    info, _, _ = await node_state(port)
+    pid = int(info["process_id"])
+
+    load = Load(cluster, keys, victim_slots)
+    workers = [asyncio.ensure_future(load.worker(i)) for i in range(16)]
+    try:
+        await asyncio.sleep(0.5)
+        assert not load.errors and load.victim_ok_at, "the load runs cleanly before the kill"
+        killed_at = time.monotonic()
+        os.kill(pid, signal.SIGKILL)
+        while time.monotonic() - killed_at < RECOVERY_LIMIT_S:
+            failed = [t for t in load.victim_failed_at if t >= killed_at]
+            if failed and any(t > failed[0] for t in load.victim_ok_at):
+                break
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.5)   # writes go on on the new primary for a while
+    finally:
+        load.stop.set()
+        await asyncio.gather(*workers)
+        await start_again(port)
+    failed = [t for t in load.victim_failed_at if t >= killed_at]
+    assert failed, "writes to the killed primary's slots failed for a while"
+    recovered = [t for t in load.victim_ok_at if t > failed[0]]
+    assert recovered, f"no write to the lost primary's slots succeeded within {RECOVERY_LIMIT_S:.0f} s"
+    assert recovered[0] - killed_at < RECOVERY_LIMIT_S
+    strangers = [e for e in load.errors if not (isinstance(e, DriverError) and e.backend == "redis-cluster")]
+    assert not strangers, f"errors other than the cluster's DriverErrors reached the callers: {strangers[:3]}"
+    new_primary = cluster.topology.table.shard(key_slot(keys[0]))  # type: ignore[union-attr]
+    assert new_primary is not None and new_primary.primary.port != port
+    print(f"\nprimary {port} killed: writes to its slots failed from +{failed[0] - killed_at:.2f} s, "
+          f"succeeded again at +{recovered[0] - killed_at:.2f} s (new primary {new_primary.primary}); "
+          f"{len(load.errors)} errors, all DriverErrors; other shards failed "
+          f"{len([t for t in load.other_failed_at if t >= killed_at])} times; "
+          f"{cluster.topology.refreshes} table reads, {cluster.stats()['retries']} retries")
+
+    await wait_until_healthy()
+    info, _, _ = await node_state(port)
+    assert info["role"] == "slave", "the killed node came back as a replica"
+    await cluster.batch([("SET", k, "after", "PX", 60_000) for k in keys], idempotent=True)
+    assert await cluster.mget(keys) == [b"after"] * len(keys)
+    await cluster.delete(keys)
