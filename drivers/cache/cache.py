@@ -424,8 +424,10 @@ class Cache:
 
     async def _fly(self, key: str, loader: Loader, ttl: float | None, negative_ttl: float | None,
                    flight: Flight, early: bool) -> Any:
+        # Each remote call asks the breaker right before it is made, once: in HALF_OPEN only the
+        # first ask is granted (the probe), so asking twice for one call would never probe.
         remote = self.remote
-        usable = remote is not None and self.breaker.allow()
+        usable = remote is not None
         stale: Envelope | None = None
         if usable and not early:
             env = await self._remote_read(key)
@@ -468,7 +470,7 @@ class Cache:
                     break
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 0.05)
-                env = await self._remote_read(key) if self.breaker.allow() else _FAILED
+                env = await self._remote_read(key)
                 if env is _FAILED:
                     break
                 if env is not None:
@@ -476,7 +478,7 @@ class Cache:
                     if now < env.fresh_until:
                         self._keep(key, env, now, flight)
                         return env.value
-            return await self._load(key, loader, ttl, negative_ttl, flight, self.breaker.allow())
+            return await self._load(key, loader, ttl, negative_ttl, flight, True)
         return await self._load(key, loader, ttl, negative_ttl, flight, False)
 
     def _background_refresh(self, key: str, loader: Loader, ttl: float | None, negative_ttl: float | None,

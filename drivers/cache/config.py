@@ -16,7 +16,7 @@ class BreakerConfig:
 
     failures: int = 5                  # consecutive failures (unavailable or timed out) that open it
     open_s: float = 1.0                # how long it stays open before one call may probe the tier again
-    max_open_s: float = 15.0           # each failed probe doubles the open time, up to this
+    max_open_s: float = 5.0            # each failed probe doubles the open time, up to this
 
 
 @dataclass(frozen=True, slots=True)
