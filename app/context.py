@@ -26,13 +26,15 @@ from app.ws.history import History
 from app.ws.hub import Hub
 from drivers.base import ManagedClient, Observer
 from drivers.cache import Cache, InvalidationBus, RedisTier, RemoteTier
+from drivers.cache.remote.cluster import RedisClusterTier
 from drivers.cache.remote.ignite import IgniteTier
+from drivers.cache.remote.shards import ShardedRedisTier, parse_nodes
 from drivers.errors import BackendTimeout, DriverError
 from drivers.ignite import Cache as IgniteCache
 from drivers.ignite import Client as IgniteClient
 from drivers.mongo import MongoClient
 from drivers.mysql import MySQLClient
-from drivers.redis import RedisClient, Subscriber
+from drivers.redis import RedisClient, RedisClusterClient, Subscriber
 
 
 class StartupFailed(Exception):
@@ -71,6 +73,8 @@ class Context:
                   mongo=MongoClient(settings.mongo), ignite=ignite, subscriber=subscriber, hub=hub, cache=cache)
         for resource in ctx.resources:
             resource.calls.observer = observer
+        for client in _tier_clients(cache.remote):
+            client.calls.observer = observer
         return ctx
 
     @property
@@ -187,9 +191,20 @@ def _cache_tier(settings: Settings, redis: RedisClient, ignite: IgniteClient) ->
         return RedisTier(redis)
     if backend == "ignite":
         return IgniteTier(ignite, settings.cache.ignite_cache)
-    if backend == "local":
-        return None
-    raise NotImplementedError(backend)
+    if backend == "redis-cluster":
+        return RedisClusterTier(RedisClusterClient(settings.redis_cluster), own=True)
+    if backend == "redis-shards":
+        return ShardedRedisTier(parse_nodes(settings.cache.shards, settings.redis))
+    return None         # "local": the in-process tier alone
+
+
+def _tier_clients(tier: RemoteTier | None) -> list[Any]:
+    """The clients a remote tier owns (Redis Cluster's, the shards'): their calls are observed like the others'."""
+    if isinstance(tier, RedisClusterTier):
+        return [tier.client]
+    if isinstance(tier, ShardedRedisTier):
+        return [node.client for node in tier.nodes.values()]
+    return []
 
 
 def _first_line(exc: BaseException) -> str:

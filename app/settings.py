@@ -48,10 +48,11 @@ if TYPE_CHECKING:
     from drivers.ignite.config import IgniteConfig
     from drivers.mongo.config import MongoConfig
     from drivers.mysql.config import MySQLConfig
-    from drivers.redis.config import RedisConfig
+    from drivers.redis.config import RedisClusterConfig, RedisConfig
 else:
     MySQLConfig = pydantic.dataclasses.dataclass(drivers.mysql.config.MySQLConfig, frozen=True)
     RedisConfig = pydantic.dataclasses.dataclass(drivers.redis.config.RedisConfig, frozen=True)
+    RedisClusterConfig = pydantic.dataclasses.dataclass(drivers.redis.config.RedisClusterConfig, frozen=True)
     MongoConfig = pydantic.dataclasses.dataclass(drivers.mongo.config.MongoConfig, frozen=True)
     IgniteConfig = pydantic.dataclasses.dataclass(drivers.ignite.config.IgniteConfig, frozen=True)
     CacheConfig = pydantic.dataclasses.dataclass(drivers.cache.config.CacheConfig, frozen=True)
@@ -111,6 +112,9 @@ class Settings(BaseSettings):
     mongo: MongoConfig = Field(default_factory=lambda: MongoConfig(host=STACK_HOST, port=MONGO_PORT))
     ignite: IgniteConfig = Field(default_factory=lambda: IgniteConfig(nodes=((STACK_HOST, IGNITE_CLIENT_PORT),)))
     ws: WsSettings = Field(default_factory=WsSettings)
+    # The Redis Cluster the cache uses with cache.backend=redis-cluster (the stack's, by default).
+    redis_cluster: RedisClusterConfig = Field(default_factory=lambda: RedisClusterConfig(
+        nodes=tuple((STACK_HOST, port) for port in REDIS_CLUSTER_PORTS[:3])))
     # The two-tier cache of GET /items/{id} (docs/cache.md); backend redis-shards uses the stack's shards.
     cache: CacheConfig = Field(default_factory=lambda: CacheConfig(
         shards=tuple(f"{STACK_HOST}:{port}" for port in REDIS_SHARD_PORTS)))
@@ -151,7 +155,7 @@ class Settings(BaseSettings):
 _PLAIN: dict[str, type[Any]] = {
     "mysql": drivers.mysql.config.MySQLConfig, "redis": drivers.redis.config.RedisConfig,
     "mongo": drivers.mongo.config.MongoConfig, "ignite": drivers.ignite.config.IgniteConfig,
-    "cache": drivers.cache.config.CacheConfig,
+    "cache": drivers.cache.config.CacheConfig, "redis_cluster": drivers.redis.config.RedisClusterConfig,
 }
 
 

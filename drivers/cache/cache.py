@@ -315,7 +315,7 @@ class Cache:
             self._keep(key, env, now)
         if self.remote is not None and rows:
             await self._remote_write(self.remote.set_many, rows)
-            await self._publish_keys([k for k, _ in envs])
+        await self._publish_keys([k for k, _ in envs])
 
     async def delete(self, key: str) -> None:
         """Remove ``key`` everywhere: this process, the remote tier, every other process's local tier."""
@@ -331,7 +331,7 @@ class Cache:
             self.local.discard(key)
         if self.remote is not None and keys:
             await self._remote_write(self.remote.delete_many, [self.layout.value(k) for k in keys])
-            await self._publish_keys(keys)
+        await self._publish_keys(keys)
 
     async def invalidate_prefix(self, prefix: str) -> int:
         """Remove every key starting with ``prefix`` (``""``: the whole namespace) everywhere.
@@ -345,9 +345,9 @@ class Cache:
             check_key(prefix, self.config.max_key_bytes)
         self._dirty_prefix(prefix)
         self.local.discard_prefix(prefix)
-        if self.remote is None:
-            return 0
-        removed: int = await self._remote_write(self.remote.delete_prefix, self.layout.value(prefix))
+        removed: int = 0
+        if self.remote is not None:
+            removed = await self._remote_write(self.remote.delete_prefix, self.layout.value(prefix))
         if self.bus is not None:
             await self.bus.prefix(prefix)
             _bump(self.stats.invalidations, "sent")
@@ -578,7 +578,7 @@ class Cache:
         return result
 
     async def _publish_keys(self, keys: list[str]) -> None:
-        if self.bus is not None:
+        if self.bus is not None and keys:
             await self.bus.keys(keys)
             _bump(self.stats.invalidations, "sent")
 

@@ -174,3 +174,30 @@ def test_with_redis_stopped_cached_items_still_answer_and_it_recovers(own_redis:
         assert name_at(server, new_ids[2]) == "while-down"
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("backend", ["redis-cluster", "redis-shards", "ignite", "local"])
+def test_every_backend_serves_items_and_shares_them_between_processes(backend: str, seeded: None,
+                                                                       new_ids: list[int]) -> None:
+    """``ASYNCSTACK_CACHE__BACKEND`` picks the remote tier; a second process finds what the first cached."""
+    env = {"ASYNCSTACK_CACHE__BACKEND": backend}
+    a, b = (start_server(env=env) for _ in range(2))
+    try:
+        item = new_ids[0]
+        assert call(f"{a.url}/items/{item}")[0] == 404              # loaded from MySQL: no row
+        assert put(a, item, "made")[0] == 200                       # the negative entry is invalidated
+        assert name_at(a, item) == "made" and name_at(a, item) == "made"
+        assert name_at(b, item) == "made"
+        wait_for(lambda: metric(a, "cache_requests_total", '{result="hit",tier="local"}') >= 1)
+        if backend == "local":      # no shared tier: b loads it itself, and PUTs still reach it
+            wait_for(lambda: metric(b, "cache_loader_calls_total") == 1)
+            assert metric(b, "cache_requests_total", '{result="hit",tier="remote"}') == 0
+            assert put(a, item, "again")[0] == 200
+            assert name_at(b, item) == "again"
+        else:
+            wait_for(lambda: metric(b, "cache_requests_total", '{result="hit",tier="remote"}') == 1)
+            assert metric(b, "cache_loader_calls_total") == 0
+            assert metric(a, "cache_breaker_state", f'{{tier="{backend}"}}') == 0
+    finally:
+        a.stop()
+        b.stop()
