@@ -91,7 +91,7 @@ def test_removing_a_node_moves_only_its_keys_spread_over_the_others() -> None:
     assert len(moved) == 9 and min(moved.values()) > 0.8 * max(moved.values()), moved
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(node_sets, node_ids, weights, key_lists)
 def test_a_node_added_only_takes_keys(node_weights: dict[str, float], extra: str, weight: float,
                                       keys: list[str]) -> None:
@@ -102,7 +102,7 @@ def test_a_node_added_only_takes_keys(node_weights: dict[str, float], extra: str
         assert after.node_for(k) in (before.node_for(k), extra)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(node_sets.filter(lambda d: len(d) > 1), st.data(), key_lists)
 def test_a_node_removed_gives_away_only_its_own_keys(node_weights: dict[str, float], data: st.DataObject,
                                                      keys: list[str]) -> None:

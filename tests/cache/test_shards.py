@@ -108,6 +108,13 @@ def test_a_node_listed_twice_is_an_interface_error() -> None:
         ShardedRedisTier.from_addresses(["127.0.0.1:16380", "127.0.0.1:16381", "127.0.0.1:16380@2"])
 
 
+@pytest.mark.parametrize("weight", [0, -1.0, float("nan"), float("inf"), True, "2"])
+def test_a_node_given_an_unusable_weight_is_an_interface_error(weight: float) -> None:
+    with pytest.raises(InterfaceError, match=r"node 127\.0\.0\.1:16380's weight must be a positive") as caught:
+        ShardedRedisTier([(RedisConfig(host="127.0.0.1", port=16380), weight)])
+    assert caught.value.backend == "redis-shards"
+
+
 def test_no_nodes_or_one_string_is_an_interface_error() -> None:
     with pytest.raises(InterfaceError, match="at least one node"):
         ShardedRedisTier([])

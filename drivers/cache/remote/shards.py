@@ -125,8 +125,11 @@ class ShardedRedisTier:
             node = node_id(config)
             if node in weights:
                 raise InterfaceError(f"{NAME}: node {node} is listed twice", backend=NAME)
+            if isinstance(weight, bool) or not isinstance(weight, int | float) or not 0 < weight < math.inf:
+                raise InterfaceError(f"{NAME}: node {node}'s weight must be a positive finite number, "
+                                     f"not {weight!r}", backend=NAME)
             weights[node], configs[node] = weight, config
-        self.placement = Placement(weights)   # a bad weight: InterfaceError
+        self.placement = Placement(weights)
         self.nodes: dict[str, RedisTier] = {node: RedisTier(RedisClient(c), own=True) for node, c in configs.items()}
         self.address = ",".join(self.nodes)
 
