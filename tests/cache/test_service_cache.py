@@ -7,18 +7,21 @@ it does not disturb the stack's Redis that other tests use.  MySQL is the stack'
 
 from __future__ import annotations
 
+import json
 import random
 import re
 import shutil
 import subprocess
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import uvloop
 
-from app.settings import Settings
+from app.settings import REDIS_SHARD_PORTS, Settings
+from drivers.ignite import Client as IgniteClient
 from drivers.mysql import MySQLClient
 from tests.conftest import ServerProcess, free_port, start_server
 from tests.service.http import call
@@ -162,6 +165,8 @@ def test_with_redis_stopped_cached_items_still_answer_and_it_recovers(own_redis:
         for item in range(16, 26):            # breaker open: straight to MySQL, no waiting on Redis
             assert call(f"{server.url}/items/{item}")[0] == 200
         assert time.monotonic() - began < 2.0
+        assert metric(server, "cache_remote_errors_total") >= 5              # what opened the breaker
+        assert metric(server, "cache_loader_seconds_count") >= 20            # 1..25 each loaded once
         # A write cannot invalidate: 503 that names the backend, and the row is written.
         status, body = put(server, new_ids[2], "while-down")
         assert status == 503 and body["backend"] == "redis" and body["request_id"], body  # type: ignore[index]
@@ -178,9 +183,17 @@ def test_with_redis_stopped_cached_items_still_answer_and_it_recovers(own_redis:
 
 @pytest.mark.parametrize("backend", ["redis-cluster", "redis-shards", "ignite", "local"])
 def test_every_backend_serves_items_and_shares_them_between_processes(backend: str, seeded: None,
-                                                                       new_ids: list[int]) -> None:
-    """``ASYNCSTACK_CACHE__BACKEND`` picks the remote tier; a second process finds what the first cached."""
-    env = {"ASYNCSTACK_CACHE__BACKEND": backend}
+                                                                       new_ids: list[int], settings: Settings) -> None:
+    """``ASYNCSTACK_CACHE__BACKEND`` picks the remote tier; a second process finds what the first cached.
+
+    The shards' test names two of the stack's three shards (``cache.shards``) and the Ignite one a
+    cache of its own (``cache.ignite_cache``); both check that the value is where those say.
+    """
+    namespace = f"t{uuid.uuid4().hex[:8]}"
+    ignite_cache = f"cache-test-{namespace}"
+    env = {"ASYNCSTACK_CACHE__BACKEND": backend, "ASYNCSTACK_CACHE__NAMESPACE": namespace,
+           "ASYNCSTACK_CACHE__SHARDS": json.dumps([f"127.0.0.1:{p}" for p in REDIS_SHARD_PORTS[:2]]),
+           "ASYNCSTACK_CACHE__IGNITE_CACHE": ignite_cache}
     a, b = (start_server(env=env) for _ in range(2))
     try:
         item = new_ids[0]
@@ -198,6 +211,43 @@ def test_every_backend_serves_items_and_shares_them_between_processes(backend: s
             wait_for(lambda: metric(b, "cache_requests_total", '{result="hit",tier="remote"}') == 1)
             assert metric(b, "cache_loader_calls_total") == 0
             assert metric(a, "cache_breaker_state", f'{{tier="{backend}"}}') == 0
+        key = f"{namespace}:v:item:{item}"
+        if backend == "redis-shards":
+            held = [_redis_cli(port, "EXISTS", key) for port in REDIS_SHARD_PORTS]
+            assert held[2] == "0" and sorted(held[:2]) == ["0", "1"], held
+        if backend == "ignite":
+            assert uvloop.run(_ignite_value(settings, ignite_cache, key)) is not None
     finally:
         a.stop()
         b.stop()
+
+
+def _redis_cli(port: int, *args: str) -> str:
+    return subprocess.run(["redis-cli", "-p", str(port), *args], capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+async def _ignite_value(settings: Settings, name: str, key: str) -> object:
+    """The value under ``key`` in Ignite cache ``name``, which is then destroyed."""
+    client = IgniteClient(config=settings.ignite)
+    await client.start()
+    try:
+        cache = client.cache(name)
+        value = await cache.get(key)
+        await cache.destroy()
+        return value
+    finally:
+        await client.aclose()
+
+
+def test_a_loader_that_fails_answers_its_error_and_caches_nothing(service: ServerProcess, settings: Settings) -> None:
+    """The load runs within the budget of the request that started it: a tiny one makes MySQL time out."""
+    item = random.randrange(2, 1000)
+    subprocess.run(["redis-cli", "-p", str(settings.redis.port), "DEL", f"cache:v:item:{item}"], check=True,
+                   capture_output=True)         # not cached by an earlier test's process
+    before = metric(service, "cache_loader_errors_total")
+    status, _, body = call(f"{service.url}/items/{item}", headers={"X-Request-Timeout": "0.0001"})
+    assert status == 504 and body["backend"] == "mysql", body
+    status, _, body = call(f"{service.url}/items/{item}")
+    assert status == 200 and body["name"] == f"item-{item}"
+    wait_for(lambda: metric(service, "cache_loader_errors_total") >= before + 1)

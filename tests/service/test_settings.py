@@ -28,6 +28,8 @@ def _sample(path: tuple[str, ...], kind: Any) -> tuple[str, Any]:
         kind = next(a for a in args if a is not type(None))
     if path[-1] == "nodes":
         return json.dumps([["10.0.0.8", 10800], ["10.0.0.9", 10801]]), (("10.0.0.8", 10800), ("10.0.0.9", 10801))
+    if path[-1] == "shards":
+        return json.dumps(["10.0.0.8:6379", "10.0.0.9:6379@2"]), ("10.0.0.8:6379", "10.0.0.9:6379@2")
     if path[-1] == "protocol_version":
         return "[1, 6, 0]", (1, 6, 0)
     if get_origin(kind) is Literal:
@@ -66,7 +68,8 @@ def test_every_setting_can_be_set_from_the_environment(monkeypatch: pytest.Monke
     assert _get(load_settings(), path) == expected
 
 
-RATIOS = {"backoff", "latency_tolerance", "increase"}   # the floats that are factors or counts, not durations
+# The floats that are factors or counts, not durations.
+RATIOS = {"backoff", "latency_tolerance", "increase", "jitter", "early_refresh_beta"}
 
 
 def test_every_duration_ends_in_s() -> None:
