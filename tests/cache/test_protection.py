@@ -18,6 +18,7 @@ import pytest
 
 from app.settings import Settings
 from drivers.cache import Cache, CacheConfig, RedisTier
+from drivers.cache.bloom import LocalBloom
 from drivers.mysql import MySQLClient
 from drivers.redis import RedisClient
 from tests.conftest import ROOT
@@ -250,3 +251,42 @@ async def test_a_thousand_cold_requests_in_one_process_load_once_without_a_remot
     assert await asyncio.gather(*(cache.get_or_load("k", loader) for _ in range(1000))) == ["v"] * 1000
     assert calls == 1
 
+
+
+async def test_with_a_bloom_filter_absent_ids_reach_mysql_only_as_its_false_positives(
+        settings: Settings, redis: RedisClient) -> None:
+    """Penetration with a filter of the ids that exist: the rest never reach MySQL, or even Redis."""
+    mysql = MySQLClient(settings.mysql)
+    await mysql.start()
+    cache = Cache(RedisTier(redis), CacheConfig(namespace=namespace()))
+    await cache.start()
+    rows = await mysql.fetchall("SELECT id FROM items")
+    bloom = LocalBloom(capacity=max(1000, len(rows)), error_rate=0.01)
+    bloom.add_many(f"item:{row[0]}" for row in rows)
+    queries = 0
+
+    async def load(item_id: int) -> object:
+        nonlocal queries
+        queries += 1
+        return await mysql.fetchone("SELECT id, name FROM items WHERE id = %s", (item_id,))
+
+    rng = random.Random(13)
+    absent = rng.sample(range(10_000_000, 20_000_000), 500)
+    requests = [rng.choice(absent) for _ in range(10_000)]
+    try:
+        for start in range(0, len(requests), 1000):
+            answers = await asyncio.gather(*(cache.get_or_load(f"item:{i}", lambda i=i: load(i),  # type: ignore[misc]
+                                                               bloom=bloom)
+                                             for i in requests[start:start + 1000]))
+            assert answers == [None] * len(answers)
+        passed = {i for i in requests if bloom.might_contain(f"item:{i}")}
+        assert queries == len(passed)               # only the filter's false positives were asked, once each
+        assert queries <= 0.01 * 10_000             # at most its rate times the requests (here: about 5 ids)
+        rejected = cache.snapshot()["requests"][("bloom", "rejected")]
+        assert rejected == sum(1 for i in requests if i not in passed)
+        # An existing id passes the filter and loads.
+        assert await cache.get_or_load("item:7", lambda: load(7), bloom=bloom) == (7, "item-7")
+    finally:
+        await cache.invalidate_prefix("")
+        await cache.aclose()
+        await mysql.aclose()
