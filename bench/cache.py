@@ -552,6 +552,8 @@ def stampede_rows(runs: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]
         row["loader_calls_max"] = max(r["loader_calls"] for r in results)
         row["loader_calls_runs"] = [r["loader_calls"] for r in results]
         row["errors_max"] = max(r["errors"] for r in results)
+        if results[0].get("slowest_waves_ms"):      # hot runs: the tail of p99 is a few slow waves
+            row["slowest_wave_ms_runs"] = [r["slowest_waves_ms"][0] for r in results]
         row["error_kinds"] = sorted({kind for r in results for kind in r["error_kinds"]})
         if results is not ours:
             row["ratio_loader_calls"] = _ratio(ours, results, "loader_calls")
