@@ -10,6 +10,7 @@ import pytest
 from drivers.errors import BackendError, BackendUnavailable, InterfaceError
 from drivers.redis import PipelinedRedis, RedisClusterClient, RedisClusterConfig, RedisConfig
 from drivers.redis.slots import key_slot
+from tests.conftest import run_stack_async
 from tests.redis_cluster.conftest import with_settings
 
 
@@ -58,6 +59,7 @@ async def test_keys_sharing_a_hash_tag_go_in_one_multi_key_command(cluster: Redi
     await cluster.command("MSET", f"{user}:name", "ada", f"{user}:lang", "en", idempotent=True)
     assert await cluster.command("MGET", f"{user}:name", f"{user}:lang") == [b"ada", b"en"]
     assert await cluster.delete([f"{user}:name", f"{user}:lang"]) == 2
+    assert cluster.moved == 0   # each went to its slot's primary straight away
 
 
 async def test_a_batch_is_routed_per_command_and_answers_in_order(cluster: RedisClusterClient) -> None:
@@ -66,6 +68,7 @@ async def test_a_batch_is_routed_per_command_and_answers_in_order(cluster: Redis
     commands += [("INCR", f"batch:{run}:{i}") for i in range(50)]
     replies = await cluster.batch(commands)
     assert replies == [b"OK"] * 50 + list(range(1, 51))
+    assert cluster.moved == 0   # each command went to its key's primary straight away
     assert await cluster.delete([f"batch:{run}:{i}" for i in range(50)]) == 50
 
 
@@ -181,3 +184,11 @@ async def test_a_cancelled_caller_is_not_an_error_and_leaves_the_connection_in_s
     assert await cluster.get(key) == b"mine"
     assert cluster.calls.in_flight == 0 and cluster.calls.errors == 0
     await cluster.delete([key])
+
+
+async def test_the_stack_shows_the_six_nodes_up_three_primaries_and_three_replicas(settings: object) -> None:
+    done = await run_stack_async("status", "redis-cluster")
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = [ln for ln in done.stdout.splitlines() if ln.startswith("redis-cluster-")]
+    assert len(lines) == 6 and all(" up " in ln and "cluster_state ok" in ln for ln in lines), done.stdout
+    assert sum("cluster primary" in ln for ln in lines) == 3 and sum("cluster replica" in ln for ln in lines) == 3

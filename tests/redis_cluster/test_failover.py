@@ -16,8 +16,10 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
+import pytest
+
 from app.settings import REDIS_CLUSTER_PORTS
-from drivers.errors import DriverError
+from drivers.errors import BackendUnavailable, DriverError
 from drivers.redis import RedisClusterClient
 from drivers.redis.slots import key_slot
 from stack.redis_cluster import parse_info
@@ -148,3 +150,36 @@ async def test_a_killed_primary_is_replaced_and_writes_succeed_again(cluster: Re
     await cluster.batch([("SET", k, "after", "PX", 60_000) for k in keys], idempotent=True)
     assert await cluster.mget(keys) == [b"after"] * len(keys)
     await cluster.delete(keys)
+
+
+async def test_after_one_failed_command_the_client_finds_the_promoted_replica_by_itself(
+        cluster: RedisClusterClient) -> None:
+    await wait_until_healthy()
+    key = f"failover:alone:{uuid.uuid4().hex[:8]}"
+    slot = key_slot(key)
+    table = cluster.topology.table
+    shard = table.shard(slot) if table is not None else None
+    assert shard is not None
+    port = shard.primary.port
+    info, _, _ = await node_state(port)
+    try:
+        os.kill(int(info["process_id"]), signal.SIGKILL)
+        killed_at = time.monotonic()
+        with pytest.raises(BackendUnavailable) as caught:   # retried, and still nothing there: no traffic after it
+            await cluster.set(key, "v", px=60_000)
+        assert caught.value.backend == "redis-cluster"
+        while time.monotonic() - killed_at < RECOVERY_LIMIT_S:
+            now = cluster.topology.table.shard(slot)  # type: ignore[union-attr]
+            if now is not None and now.primary.port != port:
+                break
+            await asyncio.sleep(0.05)
+        found_at = time.monotonic() - killed_at
+        retries = cluster.stats()["retries"]
+        assert await cluster.set(key, "v", px=60_000)
+        assert cluster.stats()["retries"] == retries, "the first try went to the new primary"
+        assert found_at < RECOVERY_LIMIT_S
+        print(f"\nprimary {port} killed, one failed write: the table named the new primary at +{found_at:.2f} s")
+    finally:
+        await start_again(port)
+        await wait_until_healthy()
+    await cluster.delete([key])

@@ -90,15 +90,17 @@ async def test_a_key_already_migrated_is_asked_for_at_the_target_without_changin
     await cluster.batch([("SET", gone, "gone", "PX", 60_000), ("SET", stays, "stays", "PX", 60_000)],
                         idempotent=True)
     source, target, primaries = owner_and_other(cluster, slot)
-    route_before = cluster.topology.route[slot]
+    route_before, reads_before = cluster.topology.route[slot], cluster.topology.refreshes
     await begin_migration(slot, source, target)
     try:
         await migrate(source, target, [gone.encode()])
         assert await cluster.get(gone) == b"gone"      # ASK from the source; ASKING + GET on the target
+        assert cluster.topology.route[slot] is route_before
         assert await cluster.get(stays) == b"stays"    # still on the source: served there
         assert await cluster.set(new, "new", px=60_000)   # a new key of the slot: created on the target
         assert (cluster.asked, cluster.moved) == (2, 0)
         assert cluster.topology.route[slot] is route_before
+        assert cluster.topology.refreshes == reads_before   # an ASK is no news about the table: not read again
         assert await on_node(target, "CLUSTER", "COUNTKEYSINSLOT", slot) == 2   # gone and new
         assert await on_node(source, "CLUSTER", "COUNTKEYSINSLOT", slot) == 1   # stays
     finally:

@@ -43,19 +43,20 @@ def test_slots_are_those_the_server_computes(key: str | bytes | int, slot: int) 
     assert key_slot(key) == slot
 
 
-@pytest.mark.parametrize(("key", "hashed_as"), [
-    ("{user1000}.following", "user1000"),   # the tag alone is hashed
-    ("foo{bar}{zap}", "bar"),               # the first tag counts
-    ("foo{{bar}}zap", "{bar"),              # from the first "{" to the first "}" after it
-    ("}{a}", "a"),                          # a "}" before the first "{" does not close anything
-    ("foo{}{bar}", "foo{}{bar}"),           # an empty first tag: the whole key
-    ("{}", "{}"),
-    ("{", "{"),                             # no "}" after the "{": the whole key
-    ("abc{def", "abc{def"),
-    ("}", "}"),
+# (key, the bytes Redis hashes, the slot CLUSTER KEYSLOT gives)
+@pytest.mark.parametrize(("key", "hashed_as", "slot"), [
+    ("{user1000}.following", "user1000", 3443),   # the tag alone is hashed
+    ("foo{bar}{zap}", "bar", 5061),               # the first tag counts
+    ("foo{{bar}}zap", "{bar", 4015),              # from the first "{" to the first "}" after it
+    ("}{a}", "a", 15495),                         # a "}" before the first "{" closes nothing
+    ("foo{}{bar}", "foo{}{bar}", 8363),           # an empty first tag: the whole key
+    ("{}", "{}", 15257),
+    ("{", "{", 4092),                             # no "}" after the "{": the whole key
+    ("abc{def", "abc{def", 2899),
+    ("}", "}", 12090),
 ])
-def test_hash_tags_follow_the_rules_redis_specifies(key: str, hashed_as: str) -> None:
-    assert key_slot(key) == key_slot(hashed_as)
+def test_hash_tags_follow_the_rules_redis_specifies(key: str, hashed_as: str, slot: int) -> None:
+    assert key_slot(key) == key_slot(hashed_as) == slot
 
 
 @given(prefix=st.text(alphabet=st.characters(blacklist_characters="{")),
@@ -177,7 +178,8 @@ def test_a_cluster_shards_reply_of_another_shape_is_a_protocol_error(reply: Any)
         parse_shards(reply, HERE)
 
 
-@pytest.mark.parametrize("reply", [b"oops", [[0, 10]], [[0, 10, b"127.0.0.1"]], [[b"0", 10, [b"h", 1]]]])
+@pytest.mark.parametrize("reply", [b"oops", [[0, 10]], [[0, 10, b"127.0.0.1"]], [[0, 10, [b"h"]]],
+                                   [[b"0", 10, [b"h", 1]]]])
 def test_a_cluster_slots_reply_of_another_shape_is_a_protocol_error(reply: Any) -> None:
     with pytest.raises(ProtocolError):
         parse_slots(reply, HERE)
