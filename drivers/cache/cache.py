@@ -73,14 +73,25 @@ _FAILED: Any = object()          # a remote call that failed (the breaker has be
 _log = math.log
 
 
+_UNREAD: Any = object()          # a flight that has not read the remote tier yet
+
+
 class Flight:
-    """One load of one key in this process: the task, and whether the key was invalidated meanwhile."""
+    """One load of one key in this process.
 
-    __slots__ = ("dirty", "task")
+    ``done`` is what every caller for the key awaits (shielded): the load's task itself, or a
+    future the task answers when the first caller read the remote tier inline.  ``dirty``: the
+    key was invalidated meanwhile.  ``early_until``: for an early refresh, the expiry of the
+    value it refreshes (0: not one).  ``refresh_after``: an early refresh to start as it ends.
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("dirty", "done", "early_until", "refresh_after")
+
+    def __init__(self, done: asyncio.Future[Any] | None = None, early_until: float = 0.0) -> None:
         self.dirty = False
-        self.task: asyncio.Task[Any]
+        self.done: asyncio.Future[Any] = done  # type: ignore[assignment]   # a task's flight gets it at once
+        self.early_until = early_until
+        self.refresh_after = 0.0
 
 
 class CacheStats:
@@ -114,6 +125,12 @@ class CacheStats:
                 "loader_seconds": self.loader_seconds, "invalidations": dict(self.invalidations),
                 "flushes": dict(self.flushes), "remote_errors": self.remote_errors,
                 "lease_timeouts": self.lease_timeouts, "corrupt": self.corrupt}
+
+
+def _retrieved(future: asyncio.Future[Any]) -> None:
+    """A flight's answer may find no caller left to read it: its error is not "never retrieved"."""
+    if not future.cancelled():
+        future.exception()
 
 
 def _bump(table: dict[str, int], key: str, n: int = 1) -> None:
@@ -151,7 +168,7 @@ class Cache:
         self._tier = remote.name if remote is not None else "local"
         self._beta = c.early_refresh_beta if c.early_refresh else 0.0
         self._flights: dict[str, Flight] = {}
-        self._background: set[asyncio.Task[Any]] = set()
+        self._background: set[asyncio.Future[Any]] = set()
         self._started = False
         if bus is not None:
             bus.on_keys = self._invalidated_keys
@@ -212,7 +229,7 @@ class Cache:
                     return None
                 delta = entry.delta
                 if delta and now - delta * self._beta * _log(1.0 - self._random()) >= entry.fresh_until:
-                    self._refresh_early(key, loader, ttl, negative_ttl)
+                    self._refresh_early(key, loader, ttl, negative_ttl, entry.fresh_until)
                 self.stats.local_hits += 1
                 return entry.value
             entry = self.local.get(key)     # stale (kept) or past its stale window (dropped)
@@ -226,11 +243,45 @@ class Cache:
             return None
         self.stats.count("local", "stale" if stale is not None else "miss")
         flight = self._flights.get(key)
+        if flight is None and stale is None and self.remote is not None:
+            return await self._read_through(key, loader, ttl, negative_ttl)
         if flight is None:
-            flight = self._start_flight(key, loader, ttl, negative_ttl, early=False)
+            flight = self._start_flight(key, loader, ttl, negative_ttl)
         if stale is not None:
             return stale.value      # the flight reloads it meanwhile (None for a negative entry)
-        return await asyncio.shield(flight.task)
+        return await asyncio.shield(flight.done)
+
+    async def _read_through(self, key: str, loader: Loader, ttl: float | None, negative_ttl: float | None) -> Any:
+        """The first miss of a key: read the remote tier inline, and start a load (a task) only if needed.
+
+        Callers arriving meanwhile await the flight's future.  Most misses are remote hits, and
+        this way they cost what ``get`` costs: no task, no extra turns of the loop.
+        """
+        flight = self._flights[key] = Flight(asyncio.get_running_loop().create_future())
+        flight.done.add_done_callback(_retrieved)
+        try:
+            env = await self._remote_read(key)
+        except BaseException:
+            self._continue(key, loader, ttl, negative_ttl, flight, _UNREAD)   # the others still get an answer
+            raise
+        if env is not _FAILED and env is not None:
+            now = self.clock()
+            if now < env.fresh_until:
+                if self._flights.get(key) is flight:
+                    del self._flights[key]
+                self._keep(key, env, now, flight)
+                flight.done.set_result(env.value)
+                if self._due(env, now):
+                    self.stats.count("remote", "early")
+                    self._refresh_early(key, loader, ttl, negative_ttl, env.fresh_until)
+                return env.value
+        self._continue(key, loader, ttl, negative_ttl, flight, env)
+        return await asyncio.shield(flight.done)
+
+    def _due(self, env: Envelope, now: float) -> bool:
+        """XFetch: whether a read of this fresh value should refresh it early."""
+        return bool(self._beta and env.delta) and \
+            now - env.delta * self._beta * _log(1.0 - self._random()) >= env.fresh_until
 
     async def get(self, key: str, default: Any = None) -> Any:
         """The cached value of ``key`` (local, then remote), or ``default``: never loads.
@@ -389,58 +440,80 @@ class Cache:
     # -- flights -----------------------------------------------------------------------------------
 
     def _start_flight(self, key: str, loader: Loader, ttl: float | None, negative_ttl: float | None,
-                      early: bool) -> Flight:
-        flight = Flight()
-        flight.task = asyncio.ensure_future(self._fill(key, loader, ttl, negative_ttl, flight, early))
-        self._flights[key] = flight
-        flight.task.add_done_callback(functools.partial(self._landed, key, flight))
+                      early_until: float = 0.0) -> Flight:
+        """A flight whose task is its answer: it reads the remote tier itself."""
+        flight = self._flights[key] = Flight(early_until=early_until)
+        task = flight.done = asyncio.ensure_future(self._fill(key, loader, ttl, negative_ttl, flight, _UNREAD))
+        task.add_done_callback(functools.partial(self._landed, key, flight))
         return flight
+
+    def _continue(self, key: str, loader: Loader, ttl: float | None, negative_ttl: float | None, flight: Flight,
+                  read: Any) -> None:
+        """The load of a flight that began inline: a task that answers the flight's future."""
+        task = asyncio.ensure_future(self._fill(key, loader, ttl, negative_ttl, flight, read))
+        task.add_done_callback(functools.partial(self._landed, key, flight))
 
     def _landed(self, key: str, flight: Flight, task: asyncio.Task[Any]) -> None:
         if self._flights.get(key) is flight:      # cancelled before it ran: _fill never started
             del self._flights[key]
-        if not task.cancelled() and (exc := task.exception()) is not None and not isinstance(exc, DriverError):
+        done = flight.done
+        if task.cancelled():
+            if done is not task and not done.done():
+                done.cancel()
+            return
+        exc = task.exception()
+        if done is not task and not done.done():
+            if exc is None:
+                done.set_result(task.result())
+            else:
+                done.set_exception(exc)
+        if exc is not None and not isinstance(exc, DriverError):
             log.debug("cache: loading %r failed: %r", key, exc)
 
-    def _refresh_early(self, key: str, loader: Loader, ttl: float | None, negative_ttl: float | None) -> None:
+    def _refresh_early(self, key: str, loader: Loader, ttl: float | None, negative_ttl: float | None,
+                       until: float) -> None:
         if key in self._flights or (self.remote is not None and not self._started):
             return
-        flight = self._start_flight(key, loader, ttl, negative_ttl, early=True)
-        self._background.add(flight.task)
-        flight.task.add_done_callback(self._background.discard)
+        flight = self._start_flight(key, loader, ttl, negative_ttl, early_until=until)
+        task = flight.done
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def _fill(self, key: str, loader: Loader, ttl: float | None, negative_ttl: float | None,
-                    flight: Flight, early: bool) -> Any:
-        """One flight: the remote tier, the lease, the loader; answers the value (None: not found).
+                    flight: Flight, read: Any) -> Any:
+        """One flight's task: the remote tier (unless ``read`` is what it held), the lease, the loader.
 
         It leaves the table of flights as it ends (not in a callback after it): a caller
-        arriving later, say after a delete, must start a flight of its own.
+        arriving later, say after a delete, must start a flight of its own.  A value found due
+        for early refresh is refreshed after that.
         """
         try:
-            return await self._fly(key, loader, ttl, negative_ttl, flight, early)
+            return await self._fly(key, loader, ttl, negative_ttl, flight, read)
         finally:
             if self._flights.get(key) is flight:
                 del self._flights[key]
+            if flight.refresh_after:
+                self._refresh_early(key, loader, ttl, negative_ttl, flight.refresh_after)
 
     async def _fly(self, key: str, loader: Loader, ttl: float | None, negative_ttl: float | None,
-                   flight: Flight, early: bool) -> Any:
+                   flight: Flight, read: Any) -> Any:
         # Each remote call asks the breaker right before it is made, once: in HALF_OPEN only the
         # first ask is granted (the probe), so asking twice for one call would never probe.
         remote = self.remote
         usable = remote is not None
+        early = flight.early_until > 0
         stale: Envelope | None = None
         if usable and not early:
-            env = await self._remote_read(key)
+            env = await self._remote_read(key) if read is _UNREAD else read
             if env is _FAILED:
                 usable = False
             elif env is not None:
                 now = self.clock()
                 if now < env.fresh_until:
                     self._keep(key, env, now, flight)
-                    if self._beta and env.delta and \
-                            now - env.delta * self._beta * _log(1.0 - self._random()) >= env.fresh_until:
+                    if self._due(env, now):
                         self.stats.count("remote", "early")
-                        self._background_refresh(key, loader, ttl, negative_ttl, flight)
+                        flight.refresh_after = env.fresh_until
                     return env.value
                 stale = env
         if usable:
@@ -457,10 +530,21 @@ class Cache:
                     break                   # the remote tier failed: load here, keep it local
                 if got:
                     try:
+                        # One more look first: a holder just before us may have stored it meanwhile.
+                        env = await self._remote_read(key, count=False)
+                        if env is not _FAILED and env is not None:
+                            now = self.clock()
+                            if now < env.fresh_until and env.fresh_until > flight.early_until:
+                                self._keep(key, env, now, flight)
+                                return env.value
                         return await self._load(key, loader, ttl, negative_ttl, flight, True)
                     finally:
                         if self.breaker.allow():
                             await self._remote(remote.release(lease_key, token))
+                if early:                   # another process refreshes it: stop asking until it expires
+                    entry = self._entries.get(key)
+                    if entry is not None and entry.fresh_until == flight.early_until:
+                        entry.delta = 0.0
                 if stale is not None:       # another process reloads it: serve what we have
                     self.stats.count("remote", "stale")
                     self._keep(key, stale, self.clock(), flight)
@@ -480,16 +564,6 @@ class Cache:
                         return env.value
             return await self._load(key, loader, ttl, negative_ttl, flight, True)
         return await self._load(key, loader, ttl, negative_ttl, flight, False)
-
-    def _background_refresh(self, key: str, loader: Loader, ttl: float | None, negative_ttl: float | None,
-                            flight: Flight) -> None:
-        """From inside a flight that found a value due for early refresh: refresh it after this flight lands."""
-
-        def later(_: asyncio.Task[Any]) -> None:
-            if self._flights.get(key) is None:
-                self._refresh_early(key, loader, ttl, negative_ttl)
-
-        flight.task.add_done_callback(later)
 
     async def _load(self, key: str, loader: Loader, ttl: float | None, negative_ttl: float | None,
                     flight: Flight, store_remote: bool) -> Any:
@@ -542,7 +616,7 @@ class Cache:
         self.breaker.success()
         return result
 
-    async def _remote_read(self, key: str) -> Any:
+    async def _remote_read(self, key: str, count: bool = True) -> Any:
         """The remote envelope of ``key``, None when absent (or corrupt), ``_FAILED`` when it cannot be asked."""
         remote = self.remote
         if remote is None or not self.breaker.allow():
@@ -551,6 +625,8 @@ class Cache:
         if blob is _FAILED:
             return _FAILED
         env = self._decode(blob)
+        if not count:
+            return env
         if env is None:
             self.stats.count("remote", "miss")
         else:
