@@ -36,8 +36,18 @@ from drivers.base import Calls, ClientStats, LifecycleMixin, client_stats
 from drivers.errors import BackendError, BackendUnavailable, DriverError, InterfaceError
 from drivers.redis.config import RedisClusterConfig
 from drivers.redis.pipe import PipelinedRedis
-from drivers.redis.resp import Arg, bulk, command_prefix, encode_command
-from drivers.redis.slots import BACKEND, Address, Key, RedirectKind, first_key, key_bytes, key_slot, parse_redirect
+from drivers.redis.resp import Arg, command_prefix, encode_command
+from drivers.redis.slots import (
+    BACKEND,
+    Address,
+    Key,
+    RedirectKind,
+    bytes_slot,
+    first_key,
+    key_bytes,
+    key_slot,
+    parse_redirect,
+)
 from drivers.redis.topology import Topology, address_of
 from drivers.retry import Retrier
 
@@ -346,7 +356,9 @@ class RedisClusterClient(LifecycleMixin):
     # -- the commands ------------------------------------------------------------------------------
 
     async def get(self, key: Key) -> bytes | None:
-        value: bytes | None = await self._one("get", key_slot(key), _GET + bulk(key), True, self._replicas)
+        data = key.encode() if type(key) is str else key_bytes(key)   # once, for the slot and the command
+        value: bytes | None = await self._one("get", bytes_slot(data), _GET + b"$%d\r\n%s\r\n" % (len(data), data),
+                                              True, self._replicas)
         return value
 
     async def set(self, key: Key, value: bytes | str, *, px: int | None = None, nx: bool = False) -> bool:

@@ -59,7 +59,11 @@ def key_bytes(key: Key) -> bytes:
 
 def key_slot(key: Key) -> int:
     """The hash slot of ``key`` (0..16383), hash tags included."""
-    data = key.encode() if type(key) is str else key_bytes(key)
+    return bytes_slot(key.encode() if type(key) is str else key_bytes(key))
+
+
+def bytes_slot(data: bytes) -> int:
+    """The hash slot of a key already encoded (``key_bytes``)."""
     start = data.find(b"{")
     if start != -1:
         end = data.find(b"}", start + 1)
