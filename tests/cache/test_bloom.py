@@ -327,3 +327,29 @@ async def test_another_process_with_another_hash_seed_gives_the_same_answers(
     assert child["local_bits"] == xxh3_64_hexdigest(local.to_bytes())
     assert child["redis"] == await shared.might_contain_many(asked)
     assert all(child["redis"][:1000])
+
+
+async def test_refresh_builds_on_the_loop_in_chunks_and_swaps_at_once() -> None:
+    """``refresh`` lets the loop run between chunks; checks meanwhile read the old filter, then the new."""
+    bloom = LocalBloom(200_000, 0.01)
+    old = [f"old:{i}" for i in range(50_000)]
+    bloom.add_many(old)
+    new = old[:25_000] + [f"new:{i}" for i in range(100_000)]
+    turns = 0
+    seen_during: list[bool] = []
+
+    async def ticker() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            seen_during.append(bloom.might_contain("old:1"))      # in both the old and the new set
+            await asyncio.sleep(0)
+
+    task = asyncio.create_task(ticker())
+    await bloom.refresh(new, chunk=5_000)
+    task.cancel()
+    assert turns >= 20                  # the loop ran between the chunks: 125k keys in 25 chunks
+    assert all(seen_during)             # a key of both sets never tested absent
+    assert all(bloom.might_contain(k) for k in new) and bloom.might_contain("new:99999")
+    absent_old = sum(bloom.might_contain(k) for k in old[25_000:])
+    assert absent_old < 0.05 * 25_000   # the keys only the old set had are gone (false positives aside)
