@@ -16,7 +16,7 @@ from app.settings import IGNITE_CLIENT_PORT, STACK_HOST, Settings
 from drivers.cache.remote.base import RemoteTier
 from drivers.cache.remote.ignite import REMOVE_BATCH, SCAN_PAGE, IgniteTier
 from drivers.errors import BackendUnavailable, InterfaceError
-from drivers.ignite import Client, PeekMode
+from drivers.ignite import CacheConfig, Client, PeekMode
 from tests.conftest import free_port, run_stack
 
 NODES = [(STACK_HOST, IGNITE_CLIENT_PORT + i) for i in range(3)]
@@ -137,6 +137,7 @@ async def test_an_entry_disappears_after_its_ttl(tier: IgniteTier) -> None:
 
 
 async def test_expired_entries_are_removed_by_the_nodes_without_being_read(tier: IgniteTier) -> None:
+    assert (await tier.cache.settings()).eager_ttl   # the default of a cache made by name
     await tier.set_many([(f"k{i}", b"v", SHORT_MS) for i in range(50)])
     assert await tier.cache.get_size(PeekMode.ALL) == 50
 
@@ -144,6 +145,21 @@ async def test_expired_entries_are_removed_by_the_nodes_without_being_read(tier:
         return await tier.cache.get_size(PeekMode.ALL) == 0
 
     await eventually(emptied)
+
+
+async def test_a_read_never_returns_an_expired_entry_even_before_it_is_removed(client: Client) -> None:
+    name = f"tier_{uuid.uuid4().hex[:12]}"
+    await client.create_cache(CacheConfig(name=name, eager_ttl=False))   # only reads remove expired entries
+    t = IgniteTier(client, name)
+    await t.start()
+    try:
+        await t.set_many([("k", b"v", SHORT_MS), ("other", b"v", SHORT_MS)])
+        await asyncio.sleep(SHORT_MS / 1000 + 0.2)
+        assert await t.cache.get_size(PeekMode.ALL) == 2     # expired, still held
+        assert await t.get("k") is None
+        assert await t.get_many(["other"]) == [None]
+    finally:
+        await t.cache.destroy()
 
 
 async def test_each_ttl_of_a_batch_applies_to_its_own_keys(tier: IgniteTier) -> None:
