@@ -79,7 +79,8 @@ def test_ours_loads_a_cold_key_once_per_process_and_a_hot_key_a_bounded_number_o
     for per_process in two["cold"]["loader_calls_per_process"]:
         assert len(per_process) == 2 and max(per_process) <= 1 and sum(per_process) >= 1, per_process
     for per_process in two["hot"]["loader_calls_per_process"]:
-        assert all(1 <= n <= bound for n in per_process), per_process
+        # In total, not each: with the lease one process may do every reload while the other reads them.
+        assert 1 <= sum(per_process) <= bound, per_process
 
 
 @pytest.mark.timeout(150)
