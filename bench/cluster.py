@@ -1,6 +1,6 @@
 """Redis Cluster: client CPU per GET and per SET, this project's cluster client against redis-py's and standalone Redis.
 
-    .venv/bin/python -m bench.cluster [--ops 20000] [--rounds 5] [--concurrency 64]
+    .venv/bin/python -m bench.cluster [--ops 20000] [--rounds 7] [--concurrency 64]
 
 Three contenders, in one process, on one event loop (uvloop), in alternating rounds:
 - ``RedisClusterClient`` on the stack's cluster (17000-17005): one pipelined connection
@@ -11,8 +11,10 @@ Three contenders, in one process, on one event loop (uvloop), in alternating rou
 
 Each round runs ``--ops`` operations from ``--concurrency`` tasks and measures the process's
 CPU time (``time.process_time``) and wall time; the table shows the median over the rounds of
-CPU µs per operation, operations per second, and the CPU ratio to the standalone client.  The
-keys (1,000, spread over every slot) and 32-byte values are written before the first round.
+CPU µs per operation, operations per second, the connections open at the end (``conns``: this
+client's include the seed it first read the table from, when that is a replica), and the CPU ratio
+to the standalone client.  The keys (1,000, spread over every slot) and 32-byte values are written
+before the first round.
 Results also go to ``bench/results/cluster.json``.
 """
 
@@ -124,7 +126,7 @@ def report(rows: list[dict[str, Any]], ops: int, rounds: int, concurrency: int) 
 def cli() -> None:
     p = argparse.ArgumentParser(prog="python -m bench.cluster", description=__doc__.splitlines()[0] if __doc__ else "")
     p.add_argument("--ops", type=int, default=20_000, help="operations per round (default 20000)")
-    p.add_argument("--rounds", type=int, default=5, help="rounds per client and operation (default 5)")
+    p.add_argument("--rounds", type=int, default=7, help="rounds per client and operation (default 7)")
     p.add_argument("--concurrency", type=int, default=64, help="concurrent tasks (default 64)")
     args = p.parse_args()
     rows = uvloop.run(main(args.ops, args.rounds, args.concurrency))

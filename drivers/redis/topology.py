@@ -212,8 +212,10 @@ class Topology:
         timeout_s = self.config.connect_timeout_s
         try:
             reply: Any = await link.call(_SHARDS, timeout_s)
-        except BackendError:   # before Redis 7: no CLUSTER SHARDS
-            return parse_slots(await link.call(_SLOTS, timeout_s), address)
+        except BackendError as exc:
+            if "unknown subcommand" not in exc.message.lower():
+                raise
+            return parse_slots(await link.call(_SLOTS, timeout_s), address)   # before Redis 7
         return parse_shards(reply, address)
 
     def _apply(self, table: SlotTable) -> None:

@@ -124,6 +124,18 @@ async def test_no_seed_answering_is_backend_unavailable() -> None:
     await client.aclose()
 
 
+@pytest.mark.parametrize(("username", "refused"), [(None, "AUTH <password> called without any password"),
+                                                  ("someone", "WRONGPASS")])
+async def test_credentials_are_sent_on_every_connection(cluster_config: RedisClusterConfig, username: str | None,
+                                                         refused: str) -> None:
+    # The stack's cluster has no password: the AUTH the client sends is refused, which shows it was sent.
+    client = RedisClusterClient(with_settings(cluster_config, username=username, password="not-the-password"))
+    with pytest.raises(BackendUnavailable, match=refused) as caught:
+        await client.start()
+    assert caught.value.backend == "redis-cluster"
+    await client.aclose()
+
+
 async def test_reads_from_replicas_are_served_by_the_replicas(cluster_config: RedisClusterConfig) -> None:
     run = token()
     keys = [f"replica:{run}:{i}" for i in range(200)]
