@@ -16,7 +16,8 @@ from stack.process import SetupFailed
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m stack", description=cli.__doc__.splitlines()[0] if cli.__doc__ else "")
     p.add_argument("action", choices=["up", "down", "status"])
-    p.add_argument("services", nargs="*", help="mysql, redis, mongo, ignite, ignite-secure (default: these), "
+    p.add_argument("services", nargs="*", help="mysql, redis, redis-shard, redis-cluster, mongo, ignite, ignite-secure "
+                                                "(default: these; a name covers its numbered nodes), "
                                                 "rabbitmq (only when named; `down` stops it too)")
     p.add_argument("--ignite-nodes", type=int, default=1, help="Ignite nodes to run (up only)")
     args = p.parse_args(argv)
