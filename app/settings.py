@@ -77,6 +77,9 @@ class ServerSettings(BaseModel):
     shutdown_grace_s: float = 0.0       # /readyz says 503 this long before the listener stops
     shutdown_timeout_s: float = 10.0    # in-flight requests get this long to finish
     max_json_bytes: int = 64 * 1024     # larger JSON bodies are refused with 400
+    # The addresses (IP literals) of the proxies or balancers whose X-Forwarded-For / X-Real-Ip /
+    # X-Scheme / X-Forwarded-Proto are believed; from any other peer they are ignored. Default: none.
+    trusted_proxies: tuple[str, ...] = ()
     max_sleep_s: float = 5.0            # upper bound of ?s= on the deliberately slow endpoints
     max_range: int = 20_000_000         # upper bound of ?n= on the Ignite range query
     access_log: bool = True             # one JSON line per request on stdout

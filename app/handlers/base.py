@@ -84,9 +84,11 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
-def apply_forwarded_headers(request: HTTPServerRequest) -> None:
-    """The client's address and scheme as a proxy in front reports them, as Tornado's ``xheaders`` does.
+def apply_forwarded_headers(request: HTTPServerRequest, trusted: tuple[str, ...]) -> None:
+    """The client's address and scheme as a trusted proxy in front reports them, as Tornado's ``xheaders`` does.
 
+    Only when the peer is one of ``trusted`` (``server.trusted_proxies``): from anyone else these
+    headers are forged as easily as sent, and the peer's own address stays.
     ``remote_ip``: the last ``X-Forwarded-For`` entry, or ``X-Real-Ip``, if it is an IP address;
     ``protocol``: the last ``X-Scheme`` or ``X-Forwarded-Proto`` entry if http or https.  Done here
     rather than by ``HTTPServer(xheaders=True)``, which validates an address on every request, so
@@ -94,7 +96,7 @@ def apply_forwarded_headers(request: HTTPServerRequest) -> None:
     """
     headers = request.headers
     if not ("X-Forwarded-For" in headers or "X-Real-Ip" in headers or "X-Scheme" in headers
-            or "X-Forwarded-Proto" in headers):
+            or "X-Forwarded-Proto" in headers) or request.remote_ip not in trusted:
         return
     ip = headers.get("X-Forwarded-For", request.remote_ip or "").split(",")[-1].strip()
     ip = headers.get("X-Real-Ip", ip)
@@ -147,7 +149,7 @@ class BaseHandler(tornado.web.RequestHandler):
     def initialize(self, ctx: Context, route: str = "unmatched") -> None:
         self.ctx = ctx
         self.route = route
-        apply_forwarded_headers(self.request)
+        apply_forwarded_headers(self.request, ctx.settings.server.trusted_proxies)
         ctx.request_started()
 
     def prepare(self) -> None:

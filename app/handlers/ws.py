@@ -48,7 +48,7 @@ class PushHandler(tornado.websocket.WebSocketHandler):
     def initialize(self, ctx: Context, route: str = "ws") -> None:
         self.ctx = ctx
         self.route = route
-        apply_forwarded_headers(self.request)
+        apply_forwarded_headers(self.request, ctx.settings.server.trusted_proxies)
 
     def prepare(self) -> None:
         # Which process holds the connection: with several workers, ops (and tests) want to know.

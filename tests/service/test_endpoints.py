@@ -8,7 +8,7 @@ import time
 import uuid
 from typing import Any
 
-from tests.conftest import ServerProcess
+from tests.conftest import ServerProcess, start_server
 from tests.service.http import call
 
 SEEDED = {"id": 7, "name": "item-7", "price_cents": 359}
@@ -99,15 +99,26 @@ def test_a_new_request_id_is_32_hex_characters_and_never_repeats(service: Server
     assert all(re.fullmatch("[0-9a-f]{32}", i) for i in ids), ids   # int(i, 16) took "0x...", "_" and spaces too
 
 
-def test_the_client_address_a_proxy_reports_is_logged(service: ServerProcess) -> None:
-    cases = [({"X-Real-Ip": "10.1.2.3"}, "10.1.2.3"),
-             ({"X-Forwarded-For": "10.9.9.9, 10.4.4.4"}, "10.4.4.4"),
-             ({"X-Forwarded-For": "not-an-address"}, "127.0.0.1"),
-             ({}, "127.0.0.1")]
-    for extra, remote in cases:
+def test_the_client_address_a_trusted_proxy_reports_is_logged(stack: None) -> None:
+    proxied = start_server(env={"ASYNCSTACK_SERVER__TRUSTED_PROXIES": '["127.0.0.1"]'})
+    try:
+        cases = [({"X-Real-Ip": "10.1.2.3"}, "10.1.2.3"),
+                 ({"X-Forwarded-For": "10.9.9.9, 10.4.4.4"}, "10.4.4.4"),
+                 ({"X-Forwarded-For": "not-an-address"}, "127.0.0.1"),
+                 ({}, "127.0.0.1")]
+        for extra, remote in cases:
+            rid = f"fwd-{uuid.uuid4().hex}"
+            call(proxied.url + "/now", headers={"X-Request-ID": rid, **extra})
+            assert _logged(proxied, rid)["remote"] == remote, extra
+    finally:
+        proxied.stop()
+
+
+def test_forwarded_headers_from_a_peer_not_trusted_are_ignored(service: ServerProcess) -> None:
+    for extra in ({"X-Real-Ip": "10.1.2.3"}, {"X-Forwarded-For": "10.9.9.9, 10.4.4.4"}):
         rid = f"fwd-{uuid.uuid4().hex}"
         call(service.url + "/now", headers={"X-Request-ID": rid, **extra})
-        assert _logged(service, rid)["remote"] == remote, extra
+        assert _logged(service, rid)["remote"] == "127.0.0.1", extra    # server.trusted_proxies: none by default
 
 
 def _logged(service: ServerProcess, text: str) -> dict[str, Any]:
