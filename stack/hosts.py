@@ -1,0 +1,399 @@
+"""``python -m stack hosts up|down|status``: the service on simulated hosts, behind nginx.
+
+Each simulated host is a network namespace running ``python -m app serve`` on an address of its
+own; the namespaces hang off one Linux bridge in the root namespace, and nginx, in the root
+namespace, balances over them (``deploy/nginx.conf.template``, docs/deploy.md)::
+
+    client -> nginx 127.0.0.1:18080 -> bridge 10.77.0.1 -> asyncstack-h0 10.77.0.11:8888, h1 .12, ...
+                                                        <- backends at 10.77.0.1:<port>, DNAT to 127.0.0.1
+
+Rules of this file:
+
+- Everything it creates carries the prefix ``asyncstack-`` (namespaces ``asyncstack-h<i>``, veths
+  ``asyncstack-v<i>``, the bridge ``asyncstack-br``) or is the nftables table ``ip asyncstack_hosts``,
+  and its files live under ``.stack/hosts/``.  ``down`` finds what to remove by those names, not by
+  what this run remembers, so it also clears what a crashed ``up`` left; running it twice is harmless.
+- Addresses come from 10.77.0.0/24 and are set only on what this file created: the bridge
+  10.77.0.1, host i 10.77.0.(11+i).  No other interface, address or route is touched.
+- The stack's servers listen on 127.0.0.1 only; the hosts reach them at the bridge address through
+  DNAT (``route_localnet`` set on the bridge alone), so backend traffic crosses the bridge.
+- Every external command and every wait has a deadline; a failed step raises ``SetupFailed`` naming
+  it.  Without root or without ``ip`` nothing is changed: the error says so and the exit is 1.
+- ``render_nginx`` is pure (a template in, a config out), usable for real hosts as well.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from app.settings import Settings, load_settings
+from stack.process import ROOT, STATE, SetupFailed, alive, read_pid, run, spawn, stop, tail
+from stack.services import _policy_rc_denies_autostart, apt_install
+
+PREFIX = "asyncstack-"
+BRIDGE = f"{PREFIX}br"
+NFT_TABLE = "asyncstack_hosts"
+SUBNET = "10.77.0"
+BRIDGE_IP = f"{SUBNET}.1"
+SERVE_PORT = 8888
+NGINX_PORT = 18080                  # below 32768: never in the ephemeral range
+DIR = STATE / "hosts"
+TEMPLATE = ROOT / "deploy" / "nginx.conf.template"
+STEP_TIMEOUT_S = 15.0               # any one command
+START_TIMEOUT_S = 60.0              # every host answering /healthz after `up` started them
+LOCAL = ("127.0.0.1", "localhost")
+
+
+@dataclass(frozen=True, slots=True)
+class Host:
+    index: int
+
+    @property
+    def netns(self) -> str:
+        return f"{PREFIX}h{self.index}"
+
+    @property
+    def veth(self) -> str:
+        return f"{PREFIX}v{self.index}"
+
+    @property
+    def address(self) -> str:
+        return f"{SUBNET}.{11 + self.index}"
+
+    @property
+    def dir(self) -> Path:
+        return DIR / f"h{self.index}"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.dir / "pid"
+
+    @property
+    def log_file(self) -> Path:
+        """The host's stdout and stderr: its access log, one JSON line per request."""
+        return self.dir / "serve.log"
+
+
+# -- the nginx config ------------------------------------------------------------------------------
+
+def render_nginx(upstreams: list[str], *, listen: str, bind: str, state: str, user: str = "www-data",
+                 worker_processes: int = 1, template: Path = TEMPLATE) -> str:
+    """The template with each ``{{name}}`` filled in; ``upstreams`` are ``host:port`` IP literals."""
+    servers = "\n".join(f"        server {u} max_fails=2 fail_timeout=5s;" for u in upstreams)
+    values = {"servers": servers, "listen": listen, "bind": bind, "state": state, "user": user,
+              "worker_processes": str(worker_processes)}
+    text = template.read_text()
+    missing = sorted(set(re.findall(r"\{\{(\w+)\}\}", text)) - set(values))
+    if missing:
+        raise ValueError(f"{template}: no value for {', '.join(missing)}")
+    return re.sub(r"\{\{(\w+)\}\}", lambda m: values[m.group(1)], text)
+
+
+# -- commands --------------------------------------------------------------------------------------
+
+def _ip(*args: str, what: str) -> str:
+    return run(["ip", *args], what=what, timeout=STEP_TIMEOUT_S)
+
+
+def _require_root() -> None:
+    if os.geteuid() != 0:
+        raise SetupFailed("hosts: network namespaces need root (CAP_SYS_ADMIN and CAP_NET_ADMIN): "
+                          "run `sudo .venv/bin/python -m stack hosts up` or as root; nothing was changed")
+    if shutil.which("ip") is None:
+        raise SetupFailed("hosts: the `ip` command (Debian package iproute2) is not installed; nothing was changed")
+
+
+def our_namespaces() -> list[str]:
+    out = run(["ip", "netns", "list"], what="listing network namespaces", timeout=STEP_TIMEOUT_S)
+    return sorted(line.split()[0] for line in out.splitlines() if line.startswith(PREFIX))
+
+
+def our_links() -> list[str]:
+    out = run(["ip", "-o", "link", "show"], what="listing links", timeout=STEP_TIMEOUT_S)
+    names = (line.split(":")[1].strip().split("@")[0] for line in out.splitlines() if ":" in line)
+    return sorted(n for n in names if n.startswith(PREFIX))
+
+
+def _backend_env(settings: Settings) -> tuple[dict[str, str], list[int]]:
+    """The hosts' ``ASYNCSTACK_...`` variables pointing local backends at the bridge; the ports to DNAT.
+
+    The Redis Cluster is left alone: its nodes announce 127.0.0.1 addresses, which would not lead
+    back out of a namespace (so ``cache.backend=redis-cluster`` does not work on these hosts).
+    """
+    env: dict[str, str] = {}
+    ports: list[int] = []
+    for name, section in (("MYSQL", settings.mysql), ("REDIS", settings.redis), ("MONGO", settings.mongo)):
+        if section.host in LOCAL:
+            env[f"ASYNCSTACK_{name}__HOST"] = BRIDGE_IP
+            ports.append(section.port)
+    nodes = [[BRIDGE_IP if h in LOCAL else h, p] for h, p in settings.ignite.nodes]
+    env["ASYNCSTACK_IGNITE__NODES"] = json.dumps(nodes)
+    ports += [p for h, p in settings.ignite.nodes if h in LOCAL]
+    shards = []
+    for shard in settings.cache.shards:
+        host, _, port = shard.rpartition(":")
+        local = host in LOCAL
+        shards.append(f"{BRIDGE_IP}:{port}" if local else shard)
+        ports += [int(port)] if local else []
+    env["ASYNCSTACK_CACHE__SHARDS"] = json.dumps(shards)
+    env["ASYNCSTACK_SERVER__TRUSTED_PROXIES"] = json.dumps([BRIDGE_IP])
+    return env, sorted(set(ports))
+
+
+def _network(hosts: list[Host], ports: list[int]) -> None:
+    """The bridge, the DNAT to the backends, and each namespace with its veth and address."""
+    if BRIDGE not in our_links():
+        _ip("link", "add", BRIDGE, "type", "bridge", what="creating the bridge")
+        _ip("addr", "add", f"{BRIDGE_IP}/24", "dev", BRIDGE, what="addressing the bridge")
+    _ip("link", "set", BRIDGE, "up", what="bringing the bridge up")
+    Path(f"/proc/sys/net/ipv4/conf/{BRIDGE}/route_localnet").write_text("1\n")
+    if shutil.which("nft") is None:
+        apt_install("nftables")
+    ruleset = DIR / "nat.nft"
+    ruleset.write_text(
+        f"table ip {NFT_TABLE}\ndelete table ip {NFT_TABLE}\n"      # replaced whole, atomically
+        f"table ip {NFT_TABLE} {{\n  chain prerouting {{\n"
+        f"    type nat hook prerouting priority dstnat; policy accept;\n"
+        f"    iifname \"{BRIDGE}\" ip daddr {BRIDGE_IP} tcp dport {{ {', '.join(map(str, ports))} }} "
+        f"dnat to 127.0.0.1\n  }}\n}}\n")
+    run(["nft", "-f", str(ruleset)], what="DNAT from the bridge to the stack's servers", timeout=STEP_TIMEOUT_S)
+    existing = set(our_namespaces())
+    for h in hosts:
+        if h.netns in existing:
+            continue
+        _ip("netns", "add", h.netns, what=f"creating namespace {h.netns}")
+        _ip("link", "add", h.veth, "type", "veth", "peer", "name", "eth0", "netns", h.netns,
+            what=f"creating the veth pair of {h.netns}")
+        _ip("link", "set", h.veth, "master", BRIDGE, "up", what=f"attaching {h.veth} to the bridge")
+        inside = ("netns", "exec", h.netns, "ip")
+        _ip(*inside, "addr", "add", f"{h.address}/24", "dev", "eth0", what=f"addressing {h.netns}")
+        _ip(*inside, "link", "set", "eth0", "up", what=f"bringing {h.netns}'s eth0 up")
+        _ip(*inside, "link", "set", "lo", "up", what=f"bringing {h.netns}'s loopback up")
+
+
+def _start_host(h: Host, workers: int, env: dict[str, str]) -> None:
+    if read_pid(h.pid_file) is not None:
+        return
+    argv = ["ip", "netns", "exec", h.netns, sys.executable, "-m", "app", "serve",
+            "--workers", str(workers), "--host", h.address, "--port", str(SERVE_PORT)]
+    running = spawn(argv, log_file=h.log_file, pid_file=h.pid_file, cwd=ROOT, env={**os.environ, **env})
+    # `ip netns exec` execs the interpreter in place: the pid is the server's, the program Python.
+    h.pid_file.write_text(f"{running.pid}\n{sys.executable}\n")
+
+
+def _http(address: str, port: int, path: str, timeout: float = 2.0) -> tuple[int, str]:
+    conn = http.client.HTTPConnection(address, port, timeout=timeout)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        return response.status, response.read().decode(errors="replace")
+    finally:
+        conn.close()
+
+
+def _wait_healthy(hosts: list[Host]) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    waiting = list(hosts)
+    while waiting:
+        h = waiting[0]
+        if read_pid(h.pid_file) is None:
+            raise SetupFailed(f"host {h.netns} ({h.address}): the service exited while starting.\n"
+                              f"Last lines of {h.log_file}:\n{tail(h.log_file)}")
+        try:
+            if _http(h.address, SERVE_PORT, "/healthz", 1.0)[0] == 200:
+                waiting.pop(0)
+                continue
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise SetupFailed(f"host {h.netns} ({h.address}) did not answer /healthz within {START_TIMEOUT_S:.0f} s.\n"
+                              f"Last lines of {h.log_file}:\n{tail(h.log_file)}")
+        time.sleep(0.1)
+
+
+# -- nginx -----------------------------------------------------------------------------------------
+
+NGINX_DIR = DIR / "nginx"
+NGINX_CONF = DIR / "nginx.conf"
+
+
+def _nginx_argv(*extra: str) -> list[str]:
+    return ["nginx", "-p", f"{NGINX_DIR}/", "-c", str(NGINX_CONF), "-e", str(NGINX_DIR / "error.log"), *extra]
+
+
+def nginx_pid() -> int | None:
+    """nginx's master, if it is the one running our config (never an unrelated nginx)."""
+    try:
+        pid = int((NGINX_DIR / "nginx.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return None
+    return pid if alive(pid) and str(NGINX_CONF) in cmdline else None
+
+
+def _start_nginx(hosts: list[Host]) -> None:
+    if shutil.which("nginx") is None:
+        _policy_rc_denies_autostart()
+        apt_install("nginx")
+    for sub in ("tmp",):
+        (NGINX_DIR / sub).mkdir(parents=True, exist_ok=True)
+    conf = render_nginx([f"{h.address}:{SERVE_PORT}" for h in hosts], listen=f"127.0.0.1:{NGINX_PORT}",
+                        bind=BRIDGE_IP, state=str(NGINX_DIR), user=getpass.getuser())
+    changed = not NGINX_CONF.is_file() or NGINX_CONF.read_text() != conf
+    NGINX_CONF.write_text(conf)
+    run(_nginx_argv("-t", "-q"), what=f"checking {NGINX_CONF}", timeout=STEP_TIMEOUT_S)
+    if nginx_pid() is None:
+        run(_nginx_argv(), what="starting nginx", timeout=STEP_TIMEOUT_S)
+    elif changed:
+        run(_nginx_argv("-s", "reload"), what="reloading nginx", timeout=STEP_TIMEOUT_S)
+    deadline = time.monotonic() + STEP_TIMEOUT_S
+    while True:
+        try:
+            _http("127.0.0.1", NGINX_PORT, "/healthz", 1.0)
+            return
+        except OSError as exc:
+            if time.monotonic() > deadline:
+                log = NGINX_DIR / "error.log"
+                raise SetupFailed(f"nginx at 127.0.0.1:{NGINX_PORT} does not answer ({exc}).\n"
+                                  f"Last lines of {log}:\n{tail(log)}") from None
+            time.sleep(0.1)
+
+
+def _stop_nginx() -> int | None:
+    pid = nginx_pid()
+    if pid is None:
+        return None
+    workers = _children(pid)
+    _terminate([pid, *workers], grace_s=5.0)
+    return pid
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(stat.parent.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
+def _terminate(pids: list[int], grace_s: float) -> None:
+    """SIGTERM each, SIGKILL those still alive after ``grace_s``."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + grace_s
+        while any(alive(p) for p in pids) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if not any(alive(p) for p in pids):
+            return
+
+
+# -- the commands ----------------------------------------------------------------------------------
+
+def up(settings: Settings, count: int, workers: int) -> int:
+    _require_root()
+    if not 1 <= count <= 200:
+        raise SetupFailed(f"hosts: --hosts must be 1..200, not {count}")
+    DIR.mkdir(parents=True, exist_ok=True)
+    hosts = [Host(i) for i in range(count)]
+    env, ports = _backend_env(settings)
+    began = time.monotonic()
+    _network(hosts, ports)
+    for h in hosts:
+        _start_host(h, workers, env)
+    _wait_healthy(hosts)
+    _start_nginx(hosts)
+    print(f"  {count} hosts and nginx up in {time.monotonic() - began:.1f} s; "
+          f"http://127.0.0.1:{NGINX_PORT}/", flush=True)
+    return status()
+
+
+def down() -> int:
+    """Remove everything named ours: nginx, each namespace's processes, the namespaces, links, the table."""
+    _require_root()
+    pid = _stop_nginx()
+    if pid is not None:
+        print(f"  stopped nginx (pid {pid})")
+    for netns in our_namespaces():
+        out = run(["ip", "netns", "pids", netns], what=f"listing {netns}'s processes", timeout=STEP_TIMEOUT_S)
+        pids = [int(p) for p in out.split()]
+        _terminate(pids, grace_s=12.0)          # above the service's shutdown_timeout_s (10 s)
+        _ip("netns", "del", netns, what=f"removing namespace {netns}")
+        print(f"  removed {netns}" + (f" (stopped pids {', '.join(map(str, pids))})" if pids else ""))
+    for link in our_links():                    # the veths went with their namespaces; the bridge stays
+        _ip("link", "del", link, what=f"removing {link}")
+        print(f"  removed {link}")
+    if shutil.which("nft") is not None:
+        tables = run(["nft", "list", "tables", "ip"], what="listing nftables tables", timeout=STEP_TIMEOUT_S)
+        if NFT_TABLE in tables.split():
+            run(["nft", "delete", "table", "ip", NFT_TABLE], what="removing the DNAT", timeout=STEP_TIMEOUT_S)
+            print(f"  removed nftables table ip {NFT_TABLE}")
+    for pid_file in DIR.glob("h*/pid"):
+        stop(pid_file, grace_s=5.0)             # a server started outside its namespace by hand: gone too
+    return 0
+
+
+def status() -> int:
+    _require_root()
+    namespaces = our_namespaces()
+    rows = [("host", "namespace", "address", "pids (parent: workers)", "/readyz")]
+    bad = 0
+    for netns in namespaces:
+        h = Host(int(netns.removeprefix(f"{PREFIX}h")))
+        running = read_pid(h.pid_file)
+        workers = " ".join(map(str, sorted(_children(running.pid)))) if running else ""
+        pids = f"{running.pid}: {workers or '-'}" if running else "-"
+        try:
+            code, body = _http(h.address, SERVE_PORT, "/readyz")
+            ready = "200 ready" if code == 200 else f"{code} {body[:60]}"
+        except OSError as exc:
+            ready = f"no answer ({exc.strerror or exc})"
+        bad += not ready.startswith("200")
+        rows.append((f"h{h.index}", netns, f"{h.address}:{SERVE_PORT}", pids, ready))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    pid = nginx_pid()
+    print(f"nginx  127.0.0.1:{NGINX_PORT}  " + (f"running (pid {pid}, {NGINX_CONF.relative_to(ROOT)})"
+                                                if pid else "not running"))
+    if not namespaces:
+        print("no hosts (python -m stack hosts up)")
+    return 1 if bad or not namespaces or pid is None else 0
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="python -m stack hosts",
+                                description="The service on simulated hosts (network namespaces) behind nginx.")
+    p.add_argument("action", choices=["up", "down", "status"])
+    p.add_argument("--hosts", type=int, default=3, help="simulated hosts (up only)")
+    p.add_argument("--workers", type=int, default=2, help="serve processes per host (up only)")
+    args = p.parse_args(argv)
+    try:
+        if args.action == "up":
+            return up(load_settings(), args.hosts, args.workers)
+        if args.action == "down":
+            return down()
+        return status()
+    except SetupFailed as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
