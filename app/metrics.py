@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -84,6 +85,28 @@ CACHE_LOCAL = Gauge("cache_local_size", "The local tier's size, in entries and i
 _cache_seen: dict[Any, float] = {}
 
 
+class RecentRequests:
+    """Requests finished since the last ``take()``: how many, and the durations of the latest (up to ``keep``).
+
+    What the status page's figures are made from (``app.status``): per second, not since start.  WebSocket
+    connections are counted but their durations (a connection's whole life) are left out.
+    """
+
+    def __init__(self, keep: int = 4096) -> None:
+        self.count = 0
+        self.durations: deque[float] = deque(maxlen=keep)
+
+    def take(self) -> tuple[int, list[float]]:
+        """The count and the durations since the last call; both start again from nothing."""
+        count, durations = self.count, list(self.durations)
+        self.count = 0
+        self.durations.clear()
+        return count, durations
+
+
+RECENT = RecentRequests()
+
+
 # Labelled children, looked up once per label set: ``labels()`` validates and joins its
 # arguments under a lock on every call, which is most of what a request spends on metrics.
 _requests: dict[tuple[str, str, int], Counter] = {}
@@ -101,6 +124,9 @@ def observe_request(route: str, method: str, status: int, seconds: float) -> Non
         histogram = _request_latency[key] = REQUEST_LATENCY.labels(route, method)
     counter.inc()
     histogram.observe(seconds)
+    RECENT.count += 1
+    if route != "ws":
+        RECENT.durations.append(seconds)
 
 
 def observe_backend(backend: str, op: str, seconds: float, error: DriverError | None) -> None:

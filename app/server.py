@@ -28,7 +28,7 @@ import tornado.httpserver
 import tornado.web
 import uvloop
 
-from app import logs, metrics, openapi
+from app import logs, metrics, openapi, status
 from app.context import Context, StartupFailed
 from app.handlers import fanout, ignite, items, mongo, mysql, redis, ws
 from app.handlers.base import NotFoundHandler
@@ -36,6 +36,7 @@ from app.handlers.docs import DOCUMENT_SETTING, DocsPageHandler, OpenApiHandler
 from app.handlers.health import HealthHandler, ReadyHandler
 from app.handlers.metrics import MetricsHandler
 from app.handlers.now import NowHandler
+from app.handlers.status import StatusPageHandler
 from app.http.fast_server import FastHTTPServer
 from app.http.tornado_server import GatedHTTPServer
 from app.settings import Settings
@@ -63,6 +64,7 @@ ROUTES: list[tuple[str, type[tornado.web.RequestHandler], str]] = [
     (r"/publish/([^/]+)", ws.PublishHandler, "publish"),
     (r"/openapi\.json", OpenApiHandler, "openapi"),
     (r"/docs", DocsPageHandler, "docs"),
+    (r"/status", StatusPageHandler, "status"),
 ]
 
 
@@ -128,9 +130,11 @@ async def serve_forever(settings: Settings) -> int:
     ctx.cache.on_load = metrics.observe_load
     sampler = asyncio.create_task(metrics.sample_forever(ctx.clients, lambda: ctx.in_flight, s.loop_lag_interval_s,
                                                          ctx.hub.stats, ctx.cache.snapshot))
+    reporter = status.start(ctx)     # this worker's figures for GET /status, once a second
     print(f"serving on http://{s.host}:{s.port} (pid {os.getpid()})", flush=True)
     await stop.wait()
     await _shut_down(ctx, server, settings)
+    await status.stop(reporter)
     sampler.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await sampler

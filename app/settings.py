@@ -84,6 +84,7 @@ class ServerSettings(BaseModel):
     max_range: int = 20_000_000         # upper bound of ?n= on the Ignite range query
     access_log: bool = True             # one JSON line per request on stdout
     loop_lag_interval_s: float = 0.25   # how often the event-loop lag and pool gauges are sampled
+    status_interval_s: float = 1.0      # how often each worker publishes its figures to GET /status; 0: off
     metrics_dir: str | None = None      # Prometheus multiprocess directory (workers > 1); default: a temp dir
 
 

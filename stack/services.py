@@ -116,6 +116,17 @@ def _policy_rc_denies_autostart() -> None:
         policy.chmod(0o755)
 
 
+def chromium() -> str:
+    """The path of Debian's ``chromium`` (headless, for the status page's browser test), installed if missing."""
+    found = shutil.which("chromium")
+    if found is None:
+        apt_install("chromium")
+        found = shutil.which("chromium")
+    if found is None:
+        raise SetupFailed("chromium was installed but is not on PATH")
+    return found
+
+
 # -- MariaDB ----------------------------------------------------------------------------------
 
 class MariaDB(Service):
