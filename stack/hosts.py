@@ -106,10 +106,22 @@ def _ip(*args: str, what: str) -> str:
     return run(["ip", *args], what=what, timeout=STEP_TIMEOUT_S)
 
 
+CAP_NET_ADMIN, CAP_SYS_ADMIN = 12, 21
+
+
+def _effective_capabilities() -> int:
+    status = Path("/proc/self/status").read_text()
+    found = re.search(r"^CapEff:\s*([0-9a-f]+)$", status, re.M)
+    return int(found.group(1), 16) if found else 0
+
+
 def _require_root() -> None:
-    if os.geteuid() != 0:
-        raise SetupFailed("hosts: network namespaces need root (CAP_SYS_ADMIN and CAP_NET_ADMIN): "
-                          "run `sudo .venv/bin/python -m stack hosts up` or as root; nothing was changed")
+    """Namespaces, links and nftables need CAP_SYS_ADMIN and CAP_NET_ADMIN: root, with them not dropped."""
+    caps = _effective_capabilities()
+    if os.geteuid() != 0 or not (caps >> CAP_NET_ADMIN & 1 and caps >> CAP_SYS_ADMIN & 1):
+        raise SetupFailed("hosts: network namespaces need root with CAP_SYS_ADMIN and CAP_NET_ADMIN "
+                          f"(this process: uid {os.geteuid()}, effective capabilities {caps:#x}): run "
+                          "`sudo .venv/bin/python -m stack hosts ...` or as root; nothing was changed")
     if shutil.which("ip") is None:
         raise SetupFailed("hosts: the `ip` command (Debian package iproute2) is not installed; nothing was changed")
 
@@ -188,8 +200,19 @@ def _start_host(h: Host, workers: int, env: dict[str, str]) -> None:
     argv = ["ip", "netns", "exec", h.netns, sys.executable, "-m", "app", "serve",
             "--workers", str(workers), "--host", h.address, "--port", str(SERVE_PORT)]
     running = spawn(argv, log_file=h.log_file, pid_file=h.pid_file, cwd=ROOT, env={**os.environ, **env})
-    # `ip netns exec` execs the interpreter in place: the pid is the server's, the program Python.
+    # `ip netns exec` execs the interpreter in place: the pid is the server's, the program Python
+    # once the exec is done (until then the pid file would not match the program running).
+    deadline = time.monotonic() + STEP_TIMEOUT_S
+    while _program(running.pid) == "ip" and time.monotonic() < deadline:
+        time.sleep(0.01)
     h.pid_file.write_text(f"{running.pid}\n{sys.executable}\n")
+
+
+def _program(pid: int) -> str:
+    try:
+        return Path(Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()).name
+    except OSError:
+        return ""
 
 
 def _http(address: str, port: int, path: str, timeout: float = 2.0) -> tuple[int, str]:
@@ -371,7 +394,7 @@ def status() -> int:
         bad += not ready.startswith("200")
         rows.append((f"h{h.index}", netns, f"{h.address}:{SERVE_PORT}", pids, ready))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for r in rows:
+    for r in rows if namespaces else []:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
     pid = nginx_pid()
     print(f"nginx  127.0.0.1:{NGINX_PORT}  " + (f"running (pid {pid}, {NGINX_CONF.relative_to(ROOT)})"

@@ -1,0 +1,1 @@
+"""The service on simulated hosts behind nginx: ``python -m stack hosts``, against real namespaces."""
