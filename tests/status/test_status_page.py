@@ -92,25 +92,31 @@ def workers(page: Browser, server: ServerProcess) -> list[dict[str, Any]]:
     return [row for row in page.evaluate(WORKER_ROWS) if row["host"] == this_host(server)]
 
 
-def load(server: ServerProcess, seconds: float, threads: int = 8) -> list[int]:
-    """GET /now and /mysql/items/7 in turn from ``threads`` threads for ``seconds``, a new connection each
-    (so the kernel spreads them over the workers); the statuses."""
+def load(server: ServerProcess, seconds: float, threads: int = 8, pause_s: float = 0.0,
+         until: threading.Event | None = None) -> list[int]:
+    """GET /now and /mysql/items/7 in turn from ``threads`` threads for ``seconds`` (or until ``until`` is set),
+    a new connection each (so the kernel spreads them over the workers); the statuses, 0 for a request
+    whose connection failed (its worker was killed)."""
     statuses: list[int] = []
     stop_at = time.monotonic() + seconds
+    done = until or threading.Event()
 
     def client() -> None:
         paths = ["/now", "/mysql/items/7"]
         n = 0
-        while time.monotonic() < stop_at:
+        while time.monotonic() < stop_at and not done.is_set():
             conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
             try:
                 conn.request("GET", paths[n % 2])
                 response = conn.getresponse()
                 response.read()
                 statuses.append(response.status)
+            except OSError:
+                statuses.append(0)
             finally:
                 conn.close()
             n += 1
+            time.sleep(pause_s)
 
     pool = [threading.Thread(target=client) for _ in range(threads)]
     for thread in pool:
@@ -172,6 +178,21 @@ def test_a_killed_worker_is_shown_down_in_red_then_its_replacement_up(page: Brow
     wait_for(lambda: {r["pid"] for r in workers(page, two_workers) if r["state"] == "up"} == pids, 10,
              "both workers up before the kill")
     victim, survivor = sorted(pids)
+    # A light load meanwhile, so the page (and its screenshot) has figures to show.
+    stop_load = threading.Event()
+    background = threading.Thread(target=load, args=(two_workers, 60.0), daemon=True,
+                                  kwargs={"threads": 2, "pause_s": 0.02, "until": stop_load})
+    background.start()
+    try:
+        check_kill_and_restart(page, two_workers, pids, victim, survivor)
+    finally:
+        stop_load.set()
+        background.join()
+
+
+def check_kill_and_restart(page: Browser, two_workers: ServerProcess, pids: set[int], victim: int,
+                           survivor: int) -> None:
+    time.sleep(STATUS_INTERVAL_S + 0.5)
     os.kill(victim, signal.SIGKILL)
     killed_at = time.monotonic()
 
