@@ -150,39 +150,42 @@ class LocalBloom:
 
         Checks go on meanwhile, from any thread, against the old filter.
         """
-        with self._lock:
-            if self._journal is not None:
-                raise InterfaceError("cache: this Bloom filter is being rebuilt already", backend="cache")
-            self._journal = []
+        fresh = self._begin()
         try:
-            fresh = self._fresh()
             fresh.update(keys)
         except BaseException:
-            with self._lock:
-                self._journal = None
+            self._abort()
             raise
-        with self._lock:
-            fresh.update(self._journal)
-            self._bloom = fresh
-            self._journal = None
+        self._swap(fresh)
 
     async def refresh(self, keys: Iterable[str], *, chunk: int = 2_000) -> None:
         """``rebuild`` for a running event loop: ``chunk`` keys at a time, the loop running in between."""
-        with self._lock:
-            if self._journal is not None:
-                raise InterfaceError("cache: this Bloom filter is being rebuilt already", backend="cache")
-            self._journal = []
+        fresh = self._begin()
         try:
-            fresh = self._fresh()
             for part in _chunks(keys, chunk):
                 fresh.update(part)
                 await asyncio.sleep(0)
         except BaseException:
-            with self._lock:
-                self._journal = None
+            self._abort()
             raise
+        self._swap(fresh)
+
+    def _begin(self) -> Bloom:
+        """A rebuild starts: adds from now on are also noted; the new, empty filter."""
         with self._lock:
-            fresh.update(self._journal)
+            if self._journal is not None:
+                raise InterfaceError("cache: this Bloom filter is being rebuilt already", backend="cache")
+            self._journal = []
+        return self._fresh()
+
+    def _abort(self) -> None:
+        with self._lock:
+            self._journal = None
+
+    def _swap(self, fresh: Bloom) -> None:
+        """The new filter, with the adds made while it was built, replaces the old one at once."""
+        with self._lock:
+            fresh.update(self._journal or ())
             self._bloom = fresh
             self._journal = None
 

@@ -34,14 +34,6 @@ def within_rate(false_positives: int, tried: int, rate: float = RATE) -> bool:
     return rate / 1.5 <= measured <= rate * 1.5
 
 
-@pytest.fixture
-async def redis(settings: Settings) -> AsyncIterator[RedisClient]:
-    client = RedisClient(settings.redis)
-    await client.start()
-    yield client
-    await client.aclose()
-
-
 async def keys_under(redis: RedisClient, prefix: str) -> list[bytes]:
     found: list[bytes] = []
     cursor: bytes | int = 0

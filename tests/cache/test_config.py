@@ -6,7 +6,6 @@ import asyncio
 import math
 import time
 import uuid
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -14,14 +13,6 @@ from app.settings import Settings
 from drivers.cache import Cache, CacheConfig, InvalidationBus, RedisTier
 from drivers.errors import InterfaceError
 from drivers.redis import RedisClient, Subscriber
-
-
-@pytest.fixture
-async def redis(settings: Settings) -> AsyncIterator[RedisClient]:
-    client = RedisClient(settings.redis)
-    await client.start()
-    yield client
-    await client.aclose()
 
 
 def ns() -> str:

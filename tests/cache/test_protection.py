@@ -7,6 +7,7 @@ and removes what it wrote.
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 import sys
 import time
@@ -22,14 +23,6 @@ from drivers.cache.bloom import LocalBloom
 from drivers.mysql import MySQLClient
 from drivers.redis import RedisClient
 from tests.conftest import ROOT
-
-
-@pytest.fixture
-async def redis(settings: Settings) -> AsyncIterator[RedisClient]:
-    client = RedisClient(settings.redis)
-    await client.start()
-    yield client
-    await client.aclose()
 
 
 def namespace() -> str:
@@ -167,40 +160,58 @@ async def test_a_value_read_at_its_expiry_instant_is_not_answered(redis: RedisCl
         await cache.aclose()
 
 
-async def test_absent_ids_reach_mysql_once_each(settings: Settings, redis: RedisClient) -> None:
-    """Penetration: 10,000 requests for 500 random absent ids are 500 queries, then none."""
+class Items:
+    """Item lookups through a cache, loaded from MySQL's ``items`` table, the queries counted."""
+
+    def __init__(self, mysql: MySQLClient, cache: Cache) -> None:
+        self.mysql = mysql
+        self.cache = cache
+        self.queries = 0
+
+    async def load(self, item_id: int) -> object:
+        self.queries += 1
+        return await self.mysql.fetchone("SELECT id, name FROM items WHERE id = %s", (item_id,))
+
+    async def ask(self, ids: list[int], bloom: LocalBloom | None = None, cache: Cache | None = None) -> list[object]:
+        """``get_or_load`` of each id, a thousand at a time; the answers in order."""
+        cache = cache or self.cache
+        answers: list[object] = []
+        for start in range(0, len(ids), 1000):
+            answers += await asyncio.gather(*(cache.get_or_load(f"item:{i}", functools.partial(self.load, i),
+                                                                bloom=bloom) for i in ids[start:start + 1000]))
+        return answers
+
+
+@pytest.fixture
+async def items(settings: Settings, redis: RedisClient) -> AsyncIterator[Items]:
     mysql = MySQLClient(settings.mysql)
     await mysql.start()
     cache = Cache(RedisTier(redis), CacheConfig(namespace=namespace()))
     await cache.start()
-    queries = 0
+    yield Items(mysql, cache)
+    await cache.invalidate_prefix("")
+    await cache.aclose()
+    await mysql.aclose()
 
-    async def load(item_id: int) -> object:
-        nonlocal queries
-        queries += 1
-        return await mysql.fetchone("SELECT id, name FROM items WHERE id = %s", (item_id,))
 
-    rng = random.Random(12)
+def absent_ids(seed: int) -> tuple[list[int], list[int]]:
+    """500 ids with no row, and 10,000 requests drawn from them."""
+    rng = random.Random(seed)
     absent = rng.sample(range(10_000_000, 20_000_000), 500)
-    requests = [rng.choice(absent) for _ in range(10_000)]
-    try:
-        for start in range(0, len(requests), 1000):
-            answers = await asyncio.gather(*(cache.get_or_load(f"item:{i}", lambda i=i: load(i))  # type: ignore[misc]
-                                             for i in requests[start:start + 1000]))
-            assert answers == [None] * len(answers)
-        distinct = len(set(requests))
-        assert queries <= distinct, (queries, distinct)
-        assert queries == distinct       # and each absent id was asked once: the negative entry answered the rest
-        # Another process (a fresh local tier) finds the negative entries in Redis: no query at all.
-        other = Cache(RedisTier(redis), cache.config)
-        await other.start()
-        assert await asyncio.gather(*(other.get_or_load(f"item:{i}", lambda i=i: load(i))  # type: ignore[misc]
-                                      for i in absent[:100])) == [None] * 100
-        assert queries == distinct
-    finally:
-        await cache.invalidate_prefix("")
-        await cache.aclose()
-        await mysql.aclose()
+    return absent, [rng.choice(absent) for _ in range(10_000)]
+
+
+async def test_absent_ids_reach_mysql_once_each(items: Items, redis: RedisClient) -> None:
+    """Penetration: 10,000 requests for 500 random absent ids are 500 queries, then none."""
+    absent, requests = absent_ids(12)
+    assert await items.ask(requests) == [None] * len(requests)
+    distinct = len(set(requests))
+    assert items.queries == distinct     # each absent id was asked once: the negative entry answered the rest
+    # Another process (a fresh local tier) finds the negative entries in Redis: no query at all.
+    other = Cache(RedisTier(redis), items.cache.config)
+    await other.start()
+    assert await items.ask(absent[:100], cache=other) == [None] * 100
+    assert items.queries == distinct
 
 
 async def test_a_hundred_thousand_keys_written_together_expire_spread_over_the_jitter_window(
@@ -253,40 +264,16 @@ async def test_a_thousand_cold_requests_in_one_process_load_once_without_a_remot
 
 
 
-async def test_with_a_bloom_filter_absent_ids_reach_mysql_only_as_its_false_positives(
-        settings: Settings, redis: RedisClient) -> None:
+async def test_with_a_bloom_filter_absent_ids_reach_mysql_only_as_its_false_positives(items: Items) -> None:
     """Penetration with a filter of the ids that exist: the rest never reach MySQL, or even Redis."""
-    mysql = MySQLClient(settings.mysql)
-    await mysql.start()
-    cache = Cache(RedisTier(redis), CacheConfig(namespace=namespace()))
-    await cache.start()
-    rows = await mysql.fetchall("SELECT id FROM items")
+    rows = await items.mysql.fetchall("SELECT id FROM items")
     bloom = LocalBloom(capacity=max(1000, len(rows)), error_rate=0.01)
     bloom.add_many(f"item:{row[0]}" for row in rows)
-    queries = 0
-
-    async def load(item_id: int) -> object:
-        nonlocal queries
-        queries += 1
-        return await mysql.fetchone("SELECT id, name FROM items WHERE id = %s", (item_id,))
-
-    rng = random.Random(13)
-    absent = rng.sample(range(10_000_000, 20_000_000), 500)
-    requests = [rng.choice(absent) for _ in range(10_000)]
-    try:
-        for start in range(0, len(requests), 1000):
-            answers = await asyncio.gather(*(cache.get_or_load(f"item:{i}", lambda i=i: load(i),  # type: ignore[misc]
-                                                               bloom=bloom)
-                                             for i in requests[start:start + 1000]))
-            assert answers == [None] * len(answers)
-        passed = {i for i in requests if bloom.might_contain(f"item:{i}")}
-        assert queries == len(passed)               # only the filter's false positives were asked, once each
-        assert queries <= 0.01 * 10_000             # at most its rate times the requests (here: about 5 ids)
-        rejected = cache.snapshot()["requests"][("bloom", "rejected")]
-        assert rejected == sum(1 for i in requests if i not in passed)
-        # An existing id passes the filter and loads.
-        assert await cache.get_or_load("item:7", lambda: load(7), bloom=bloom) == (7, "item-7")
-    finally:
-        await cache.invalidate_prefix("")
-        await cache.aclose()
-        await mysql.aclose()
+    _, requests = absent_ids(13)
+    assert await items.ask(requests, bloom) == [None] * len(requests)
+    passed = {i for i in requests if bloom.might_contain(f"item:{i}")}
+    assert items.queries == len(passed)          # only the filter's false positives were asked, once each
+    assert items.queries <= 0.01 * 10_000        # at most its rate times the requests (here: about 5 ids)
+    rejected = items.cache.snapshot()["requests"][("bloom", "rejected")]
+    assert rejected == sum(1 for i in requests if i not in passed)
+    assert await items.ask([7], bloom) == [(7, "item-7")]      # an existing id passes the filter and loads

@@ -16,32 +16,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from drivers.cache.remote.redis import RELEASE
+from drivers.cache.remote.redis import RELEASE, ClientTier
 from drivers.redis import RedisClusterClient
 
 
-class RedisClusterTier:
+class RedisClusterTier(ClientTier[RedisClusterClient]):
     """A ``RemoteTier`` on one ``RedisClusterClient`` (whose lifecycle it owns when ``own`` is True)."""
 
     name = "redis-cluster"
-
-    def __init__(self, client: RedisClusterClient, *, own: bool = False) -> None:
-        self.client = client
-        self.address = client.address
-        self._own = own
-
-    def __repr__(self) -> str:
-        return f"<RedisClusterTier {self.address}>"
-
-    async def start(self) -> None:
-        if self._own:
-            await self.client.start()
-        else:
-            await self.client.ping()
-
-    async def aclose(self) -> None:
-        if self._own:
-            await self.client.aclose()
 
     async def get(self, key: str) -> bytes | None:
         return await self.client.get(key)

@@ -12,7 +12,7 @@ Rules of this file:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 from drivers.redis import RedisClient
 
@@ -26,18 +26,29 @@ def glob_escape(prefix: str) -> str:
     return "".join("\\" + c if c in "*?[]\\" else c for c in prefix)
 
 
-class RedisTier:
-    """A ``RemoteTier`` on one ``RedisClient`` (whose lifecycle it owns when ``own`` is True)."""
+class Client(Protocol):
+    address: str
 
-    name = "redis"
+    async def start(self) -> None: ...
 
-    def __init__(self, client: RedisClient, *, own: bool = False) -> None:
+    async def ping(self) -> float: ...
+
+    async def aclose(self) -> None: ...
+
+
+C = TypeVar("C", bound=Client)
+
+
+class ClientTier(Generic[C]):
+    """What a tier on one client shares: that client, and its lifecycle when the tier owns it (``own``)."""
+
+    def __init__(self, client: C, *, own: bool = False) -> None:
         self.client = client
         self.address = client.address
         self._own = own
 
     def __repr__(self) -> str:
-        return f"<RedisTier {self.address}>"
+        return f"<{type(self).__name__} {self.address}>"
 
     async def start(self) -> None:
         if self._own:
@@ -48,6 +59,12 @@ class RedisTier:
     async def aclose(self) -> None:
         if self._own:
             await self.client.aclose()
+
+
+class RedisTier(ClientTier[RedisClient]):
+    """A ``RemoteTier`` on one ``RedisClient`` (whose lifecycle it owns when ``own`` is True)."""
+
+    name = "redis"
 
     async def get(self, key: str) -> bytes | None:
         return await self.client.get(key)

@@ -1,0 +1,18 @@
+"""The cache's tests: a started client on the stack's Redis."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from app.settings import Settings
+from drivers.redis import RedisClient
+
+
+@pytest.fixture
+async def redis(settings: Settings) -> AsyncIterator[RedisClient]:
+    client = RedisClient(settings.redis)
+    await client.start()
+    yield client
+    await client.aclose()
