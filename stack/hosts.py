@@ -16,7 +16,9 @@ Rules of this file:
 - Addresses come from 10.77.0.0/24 and are set only on what this file created: the bridge
   10.77.0.1, host i 10.77.0.(11+i).  No other interface, address or route is touched.
 - The stack's servers listen on 127.0.0.1 only; the hosts reach them at the bridge address through
-  DNAT (``route_localnet`` set on the bridge alone), so backend traffic crosses the bridge.
+  DNAT (``route_localnet`` set on the bridge alone), so backend traffic crosses the bridge.  A kernel
+  without nftables NAT makes ``up`` fail at that step, naming it (there is no forwarder fallback:
+  the kernels this runs on have it).
 - Every external command and every wait has a deadline; a failed step raises ``SetupFailed`` naming
   it.  Without root or without ``ip`` nothing is changed: the error says so and the exit is 1.
 - ``render_nginx`` is pure (a template in, a config out), usable for real hosts as well.

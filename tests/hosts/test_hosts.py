@@ -6,6 +6,8 @@ kill a host run ``hosts up`` again afterwards: it starts only what is missing.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -14,9 +16,13 @@ import time
 import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+from websockets.asyncio.client import connect
 
 from app.settings import load_settings
-from stack.hosts import BRIDGE_IP, SERVE_PORT, Host
+from stack.hosts import BRIDGE_IP, NGINX_PORT, SERVE_PORT, Host
 from tests.conftest import ROOT
 from tests.hosts.conftest import access_lines, hosts_cmd, leftovers, nginx_lines, request, upstream
 
@@ -107,19 +113,26 @@ def test_a_get_whose_host_refuses_connections_is_retried_on_another_host(hosts: 
         _restore()
 
 
+def _held_then_killed(host: Host, method: str, path: str, run: str, count: int = 6) -> tuple[Counter[int], list[Any]]:
+    """``count`` requests through nginx while ``host`` is stopped, then the host killed: their statuses and log lines.
+
+    A stopped host's kernel still accepts connections and takes the requests nginx sends; killed,
+    it resets them: nginx sees an error after the request was sent.
+    """
+    _signal_host(host, signal.SIGSTOP)
+    with ThreadPoolExecutor(count) as pool:
+        answers = [pool.submit(request, method, path, {"X-Request-ID": f"{run}-{n}"}) for n in range(count)]
+        time.sleep(1.5)
+        _kill_host(host)
+        statuses = Counter(a.result()[0] for a in answers)
+    return statuses, nginx_lines(run, expect=count)
+
+
 def test_a_post_sent_to_a_host_that_then_dies_is_not_retried(hosts: list[Host]) -> None:
     key = f"hosts-post-{uuid.uuid4().hex}"
-    run = f"post-{uuid.uuid4().hex}"
     dying = hosts[0]
-    _signal_host(dying, signal.SIGSTOP)    # it accepts (the kernel does) and never answers ...
     try:
-        with ThreadPoolExecutor(6) as pool:
-            answers = [pool.submit(request, "POST", f"/redis/counters/{key}/incr", {"X-Request-ID": f"{run}-{n}"})
-                       for n in range(6)]
-            time.sleep(1.5)
-            _kill_host(dying)              # ... until it dies: the requests it holds end in a reset
-            statuses = Counter(a.result()[0] for a in answers)
-        lines = nginx_lines(run, expect=6)
+        statuses, lines = _held_then_killed(dying, "POST", f"/redis/counters/{key}/incr", f"post-{uuid.uuid4().hex}")
         assert statuses[502] >= 1 and statuses[200] + statuses[502] == 6, (statuses, lines)
         for ln in lines:                   # one try each: the POSTs sent to the dying host were not resent
             assert "," not in ln["upstream"], ln
@@ -131,6 +144,30 @@ def test_a_post_sent_to_a_host_that_then_dies_is_not_retried(hosts: list[Host]) 
         subprocess.run(["redis-cli", "-p", str(load_settings().redis.port), "DEL", key],
                        capture_output=True, timeout=10, check=False)
         _restore()
+
+
+def test_a_get_sent_to_a_host_that_then_dies_is_retried_on_another(hosts: list[Host]) -> None:
+    dying = hosts[2]                       # not one nginx has just seen failing (it would skip it)
+    try:
+        statuses, lines = _held_then_killed(dying, "GET", "/now", f"get-{uuid.uuid4().hex}")
+        assert statuses == Counter({200: 6}), (statuses, lines)
+        retried = [ln for ln in lines if ln["upstream"].startswith(upstream(dying) + ", ")]
+        assert retried and all(ln["upstream_status"] == "502, 200" for ln in retried), lines
+    finally:
+        _restore()
+
+
+@pytest.mark.asyncio
+async def test_a_websocket_upgrades_through_nginx(hosts: list[Host]) -> None:
+    channel = f"hosts-{uuid.uuid4().hex[:8]}"
+    async with connect(f"ws://127.0.0.1:{NGINX_PORT}/ws", open_timeout=5, close_timeout=2) as ws:
+        served_by = int(ws.response.headers["X-Served-By"])
+        await ws.send(json.dumps({"op": "subscribe", "channel": channel}))
+        reply = json.loads(await asyncio.wait_for(ws.recv(), 5))
+    assert reply == {"type": "subscribed", "channel": channel}
+    # a worker inside one of the hosts' namespaces held the upgraded connection
+    namespaces = {os.stat(f"/run/netns/{h.netns}").st_ino for h in hosts}
+    assert os.readlink(f"/proc/{served_by}/ns/net") in {f"net:[{ino}]" for ino in namespaces}
 
 
 def test_down_removes_everything_and_again_is_harmless(hosts: list[Host]) -> None:
