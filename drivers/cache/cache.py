@@ -3,13 +3,17 @@
 Rules of this file:
 - Reads go local -> remote -> loader.  A fresh local entry is answered inline (no
   await inside, no clock read beyond one ``clock()``): that is every hot read.
-- One loader per key per process (single flight): the first miss starts a flight (a
-  task), every other caller for that key awaits the same flight, shielded, so one
-  caller giving up never cancels it for the others.  Across processes, a lease
+- One loader per key per process (single flight): the first miss of a key is its
+  flight; every other caller for that key awaits the same flight's answer, shielded,
+  so one caller giving up never cancels it for the others.  The first caller reads
+  the remote tier itself (no task: a remote hit costs what ``get`` costs); only when
+  a load is needed does the flight become a task.  Across processes, a lease
   (``SET NX PX`` on ``<ns>:l:<key>``) lets one process load while the others serve
   the stale value or poll the remote tier for up to ``lease_wait_s`` (each poll
   also tries the lease, so a holder that died or failed is replaced at once).
   Past that wait a process loads by itself: a slow holder delays, it never blocks.
+  A new holder looks at the remote tier once more before loading: the holder before
+  it may have just stored the value.
 - Early refresh (XFetch, Vattani et al., PVLDB 8(8) 2015): a read of a fresh value
   refreshes it in the background when ``now + delta * beta * -ln(U) >= fresh_until``
   (``delta`` is what the last load took), so hot keys are reloaded before they
