@@ -133,6 +133,12 @@ def our_namespaces() -> list[str]:
     return sorted(line.split()[0] for line in out.splitlines() if line.startswith(PREFIX))
 
 
+def _host_of(netns: str) -> Host:
+    """The host a namespace of ours stands for (a name of ours not made by ``up``: index -1)."""
+    found = re.fullmatch(rf"{PREFIX}h(\d+)", netns)
+    return Host(int(found.group(1)) if found else -1)
+
+
 def our_links() -> list[str]:
     out = run(["ip", "-o", "link", "show"], what="listing links", timeout=STEP_TIMEOUT_S)
     names = (line.split(":")[1].strip().split("@")[0] for line in out.splitlines() if ":" in line)
@@ -167,24 +173,32 @@ def _backend_env(settings: Settings) -> tuple[dict[str, str], list[int]]:
 
 def _network(hosts: list[Host], ports: list[int]) -> None:
     """The bridge, the DNAT to the backends, and each namespace with its veth and address."""
-    if BRIDGE not in our_links():
+    links = our_links()
+    if BRIDGE not in links:
         _ip("link", "add", BRIDGE, "type", "bridge", what="creating the bridge")
+    if f" {BRIDGE_IP}/24 " not in _ip("-o", "addr", "show", "dev", BRIDGE, what="reading the bridge's address"):
         _ip("addr", "add", f"{BRIDGE_IP}/24", "dev", BRIDGE, what="addressing the bridge")
     _ip("link", "set", BRIDGE, "up", what="bringing the bridge up")
     Path(f"/proc/sys/net/ipv4/conf/{BRIDGE}/route_localnet").write_text("1\n")
     if shutil.which("nft") is None:
         apt_install("nftables")
     ruleset = DIR / "nat.nft"
+    rule = (f"    iifname \"{BRIDGE}\" ip daddr {BRIDGE_IP} tcp dport {{ {', '.join(map(str, ports))} }} "
+            f"dnat to 127.0.0.1\n") if ports else ""
     ruleset.write_text(
         f"table ip {NFT_TABLE}\ndelete table ip {NFT_TABLE}\n"      # replaced whole, atomically
         f"table ip {NFT_TABLE} {{\n  chain prerouting {{\n"
-        f"    type nat hook prerouting priority dstnat; policy accept;\n"
-        f"    iifname \"{BRIDGE}\" ip daddr {BRIDGE_IP} tcp dport {{ {', '.join(map(str, ports))} }} "
-        f"dnat to 127.0.0.1\n  }}\n}}\n")
+        f"    type nat hook prerouting priority dstnat; policy accept;\n{rule}  }}\n}}\n")
     run(["nft", "-f", str(ruleset)], what="DNAT from the bridge to the stack's servers", timeout=STEP_TIMEOUT_S)
-    existing = set(our_namespaces())
+    wanted = {h.netns for h in hosts}
+    for netns in our_namespaces():
+        if netns not in wanted or not _complete(_host_of(netns)):
+            # a host no longer asked for, or one half made by a crash
+            _remove_namespace(netns)
+        else:
+            wanted.discard(netns)
     for h in hosts:
-        if h.netns in existing:
+        if h.netns not in wanted:
             continue
         _ip("netns", "add", h.netns, what=f"creating namespace {h.netns}")
         _ip("link", "add", h.veth, "type", "veth", "peer", "name", "eth0", "netns", h.netns,
@@ -194,6 +208,24 @@ def _network(hosts: list[Host], ports: list[int]) -> None:
         _ip(*inside, "addr", "add", f"{h.address}/24", "dev", "eth0", what=f"addressing {h.netns}")
         _ip(*inside, "link", "set", "eth0", "up", what=f"bringing {h.netns}'s eth0 up")
         _ip(*inside, "link", "set", "lo", "up", what=f"bringing {h.netns}'s loopback up")
+
+
+def _complete(h: Host) -> bool:
+    """The namespace has its address on eth0 and its veth peer in the root namespace."""
+    try:
+        inside = _ip("-n", h.netns, "-o", "addr", "show", "dev", "eth0", what=f"reading {h.netns}'s address")
+    except SetupFailed:                         # no eth0 yet
+        return False
+    return f" {h.address}/24 " in inside and h.veth in our_links()
+
+
+def _remove_namespace(netns: str) -> None:
+    """Stop every process inside, then delete it (its veth pair goes with it)."""
+    out = run(["ip", "netns", "pids", netns], what=f"listing {netns}'s processes", timeout=STEP_TIMEOUT_S)
+    pids = [int(p) for p in out.split()]
+    _terminate(pids, grace_s=12.0)              # above the service's shutdown_timeout_s (10 s)
+    _ip("netns", "del", netns, what=f"removing namespace {netns}")
+    print(f"  removed {netns}" + (f" (stopped pids {', '.join(map(str, pids))})" if pids else ""), flush=True)
 
 
 def _start_host(h: Host, workers: int, env: dict[str, str]) -> None:
@@ -360,11 +392,7 @@ def down() -> int:
     if pid is not None:
         print(f"  stopped nginx (pid {pid})")
     for netns in our_namespaces():
-        out = run(["ip", "netns", "pids", netns], what=f"listing {netns}'s processes", timeout=STEP_TIMEOUT_S)
-        pids = [int(p) for p in out.split()]
-        _terminate(pids, grace_s=12.0)          # above the service's shutdown_timeout_s (10 s)
-        _ip("netns", "del", netns, what=f"removing namespace {netns}")
-        print(f"  removed {netns}" + (f" (stopped pids {', '.join(map(str, pids))})" if pids else ""))
+        _remove_namespace(netns)
     for link in our_links():                    # the veths went with their namespaces; the bridge stays
         _ip("link", "del", link, what=f"removing {link}")
         print(f"  removed {link}")
@@ -384,7 +412,10 @@ def status() -> int:
     rows = [("host", "namespace", "address", "pids (parent: workers)", "/readyz")]
     bad = 0
     for netns in namespaces:
-        h = Host(int(netns.removeprefix(f"{PREFIX}h")))
+        h = _host_of(netns)
+        if h.index < 0:
+            rows.append(("?", netns, "-", "-", "not made by up (down removes it)"))
+            continue
         running = read_pid(h.pid_file)
         workers = " ".join(map(str, sorted(_children(running.pid)))) if running else ""
         pids = f"{running.pid}: {workers or '-'}" if running else "-"
