@@ -32,6 +32,9 @@
         receive(message.data);
       } else if (message.type === "error") {
         setConnection("closed", "error: " + message.code);
+        if (message.code === "unavailable") {        // Redis could not be reached just now: ask again
+          setTimeout(() => socket.send(JSON.stringify({op: "subscribe", channel: CHANNEL})), 1000);
+        }
       }
     };
     socket.onclose = () => {
