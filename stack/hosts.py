@@ -228,18 +228,21 @@ def _remove_namespace(netns: str) -> None:
     print(f"  removed {netns}" + (f" (stopped pids {', '.join(map(str, pids))})" if pids else ""), flush=True)
 
 
-def _start_host(h: Host, workers: int, env: dict[str, str]) -> None:
+def _start_host(h: Host, workers: int, env: dict[str, str]) -> bool:
+    """Start the host's server unless it runs; whether it was started."""
     if read_pid(h.pid_file) is not None:
-        return
+        return False
     argv = ["ip", "netns", "exec", h.netns, sys.executable, "-m", "app", "serve",
             "--workers", str(workers), "--host", h.address, "--port", str(SERVE_PORT)]
     running = spawn(argv, log_file=h.log_file, pid_file=h.pid_file, cwd=ROOT, env={**os.environ, **env})
     # `ip netns exec` execs the interpreter in place: the pid is the server's, the program Python
-    # once the exec is done (until then the pid file would not match the program running).
+    # once the exec is done (until then, "ip" or an empty command line, the pid file would not match).
     deadline = time.monotonic() + STEP_TIMEOUT_S
-    while _program(running.pid) == "ip" and time.monotonic() < deadline:
+    while (_program(running.pid) != Path(sys.executable).name and alive(running.pid)
+           and time.monotonic() < deadline):
         time.sleep(0.01)
     h.pid_file.write_text(f"{running.pid}\n{sys.executable}\n")
+    return True
 
 
 def _program(pid: int) -> str:
@@ -302,12 +305,13 @@ def nginx_pid() -> int | None:
     return pid if alive(pid) and str(NGINX_CONF) in cmdline else None
 
 
-def _start_nginx(hosts: list[Host]) -> None:
+def _start_nginx(hosts: list[Host], *, reload: bool) -> None:
+    """Start nginx, or reload it when its config changed or ``reload`` (a host started again: new
+    workers forget the failures they counted, so it is taken back at once)."""
     if shutil.which("nginx") is None:
         _policy_rc_denies_autostart()
         apt_install("nginx")
-    for sub in ("tmp",):
-        (NGINX_DIR / sub).mkdir(parents=True, exist_ok=True)
+    (NGINX_DIR / "tmp").mkdir(parents=True, exist_ok=True)
     conf = render_nginx([f"{h.address}:{SERVE_PORT}" for h in hosts], listen=f"127.0.0.1:{NGINX_PORT}",
                         bind=BRIDGE_IP, state=str(NGINX_DIR), user=getpass.getuser())
     changed = not NGINX_CONF.is_file() or NGINX_CONF.read_text() != conf
@@ -315,8 +319,8 @@ def _start_nginx(hosts: list[Host]) -> None:
     run(_nginx_argv("-t", "-q"), what=f"checking {NGINX_CONF}", timeout=STEP_TIMEOUT_S)
     if nginx_pid() is None:
         run(_nginx_argv(), what="starting nginx", timeout=STEP_TIMEOUT_S)
-    elif changed:
-        run(_nginx_argv("-s", "reload"), what="reloading nginx", timeout=STEP_TIMEOUT_S)
+    elif changed or reload:
+        _reload_nginx()
     deadline = time.monotonic() + STEP_TIMEOUT_S
     while True:
         try:
@@ -328,6 +332,16 @@ def _start_nginx(hosts: list[Host]) -> None:
                 raise SetupFailed(f"nginx at 127.0.0.1:{NGINX_PORT} does not answer ({exc}).\n"
                                   f"Last lines of {log}:\n{tail(log)}") from None
             time.sleep(0.1)
+
+
+def _reload_nginx() -> None:
+    """``nginx -s reload``, then wait (bounded) until the old workers are gone."""
+    master = nginx_pid()
+    old = set(_children(master)) if master else set()
+    run(_nginx_argv("-s", "reload"), what="reloading nginx", timeout=STEP_TIMEOUT_S)
+    deadline = time.monotonic() + STEP_TIMEOUT_S
+    while master and old & set(_children(master)) and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def _stop_nginx() -> int | None:
@@ -376,10 +390,9 @@ def up(settings: Settings, count: int, workers: int) -> int:
     env, ports = _backend_env(settings)
     began = time.monotonic()
     _network(hosts, ports)
-    for h in hosts:
-        _start_host(h, workers, env)
+    started = [_start_host(h, workers, env) for h in hosts]
     _wait_healthy(hosts)
-    _start_nginx(hosts)
+    _start_nginx(hosts, reload=any(started))
     print(f"  {count} hosts and nginx up in {time.monotonic() - began:.1f} s; "
           f"http://127.0.0.1:{NGINX_PORT}/", flush=True)
     return status()
@@ -393,8 +406,18 @@ def down() -> int:
         print(f"  stopped nginx (pid {pid})")
     for netns in our_namespaces():
         _remove_namespace(netns)
-    for link in our_links():                    # the veths went with their namespaces; the bridge stays
-        _ip("link", "del", link, what=f"removing {link}")
+    # The veths go with their namespaces, a moment later (the kernel cleans a namespace up in the
+    # background); then the bridge, and any link of ours left over.
+    deadline = time.monotonic() + 5.0
+    while any(n.startswith(f"{PREFIX}v") for n in our_links()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for link in our_links():
+        try:
+            _ip("link", "del", link, what=f"removing {link}")
+        except SetupFailed:
+            if link in our_links():
+                raise
+            continue                            # it went meanwhile
         print(f"  removed {link}")
     if shutil.which("nft") is not None:
         tables = run(["nft", "list", "tables", "ip"], what="listing nftables tables", timeout=STEP_TIMEOUT_S)

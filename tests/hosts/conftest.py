@@ -39,8 +39,8 @@ def _out(*argv: str) -> str:
     return subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False).stdout
 
 
-def hosts_cmd(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return run_stack("hosts", *args, timeout=timeout)
+def hosts_cmd(*args: str, timeout: float = 60, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return run_stack("hosts", *args, timeout=timeout, env=env)
 
 
 @pytest.fixture(scope="module")

@@ -199,3 +199,16 @@ def test_up_without_the_privileges_fails_clearly_and_changes_nothing() -> None:
     assert "need root with CAP_SYS_ADMIN and CAP_NET_ADMIN" in done.stderr and "Traceback" not in done.stderr
     assert time.monotonic() - began < 10
     assert leftovers() == before
+
+
+def test_up_names_a_host_whose_service_cannot_start_and_its_reason(stack: None) -> None:
+    began = time.monotonic()
+    try:
+        done = hosts_cmd("up", "--hosts", "1", "--workers", "1", env={"ASYNCSTACK_MYSQL__PORT": "1"})
+        assert done.returncode == 1
+        assert "host asyncstack-h0 (10.77.0.11): the service exited while starting" in done.stderr
+        assert "cannot start: mysql at 10.77.0.1:1" in done.stderr     # the host's own log, quoted
+        assert time.monotonic() - began < 30
+    finally:
+        assert hosts_cmd("down").returncode == 0
+        assert leftovers() == []
