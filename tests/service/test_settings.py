@@ -30,6 +30,8 @@ def _sample(path: tuple[str, ...], kind: Any) -> tuple[str, Any]:
         return json.dumps([["10.0.0.8", 10800], ["10.0.0.9", 10801]]), (("10.0.0.8", 10800), ("10.0.0.9", 10801))
     if path[-1] == "shards":
         return json.dumps(["10.0.0.8:6379", "10.0.0.9:6379@2"]), ("10.0.0.8:6379", "10.0.0.9:6379@2")
+    if path[-1] == "trusted_proxies":
+        return json.dumps(["10.0.0.2", "10.0.0.3"]), ("10.0.0.2", "10.0.0.3")
     if path[-1] == "protocol_version":
         return "[1, 6, 0]", (1, 6, 0)
     if get_origin(kind) is Literal:
