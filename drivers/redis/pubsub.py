@@ -352,11 +352,23 @@ class Subscriber(LifecycleMixin):
                     log.exception("pub/sub resubscribe callback failed")
 
     async def _resubscribed(self) -> SubscriberConnection:
+        """A new connection, subscribed again to every wanted channel within the health timeout.
+
+        A peer that accepts and then says nothing (a host half gone) would otherwise hold the
+        acknowledgement, and with it the reconnection, forever: past the timeout the attempt
+        fails with ``BackendTimeout`` and the next one begins.
+        """
         conn = await self._open()
         channels = sorted(self.channels)
         if channels:
+            timeout_s = self.config.subscription.health_timeout_s
             try:
-                await asyncio.gather(*conn.subscribe(channels))
+                async with asyncio.timeout(timeout_s):
+                    await asyncio.gather(*conn.subscribe(channels))
+            except TimeoutError:
+                conn.abort()
+                raise BackendTimeout(f"redis {self.where}: no acknowledgement of SUBSCRIBE within {timeout_s:g} s",
+                                     backend="redis", waited_s=timeout_s) from None
             except BaseException:
                 conn.abort()
                 raise
