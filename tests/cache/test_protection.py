@@ -7,6 +7,7 @@ and removes what it wrote.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import random
 import sys
@@ -23,6 +24,7 @@ from drivers.cache.bloom import LocalBloom
 from drivers.mysql import MySQLClient
 from drivers.redis import RedisClient
 from tests.conftest import ROOT
+from tests.support.proxy import Proxy
 
 
 def namespace() -> str:
@@ -277,3 +279,39 @@ async def test_with_a_bloom_filter_absent_ids_reach_mysql_only_as_its_false_posi
     rejected = items.cache.snapshot()["requests"][("bloom", "rejected")]
     assert rejected == sum(1 for i in requests if i not in passed)
     assert await items.ask([7], bloom) == [(7, "item-7")]      # an existing id passes the filter and loads
+
+
+async def test_a_first_caller_cancelled_during_its_remote_read_leaves_the_others_an_answer(
+        settings: Settings) -> None:
+    """The first miss reads the remote tier inline; cancelled there, the load goes on for the rest.
+
+    A proxy in front of the real Redis holds every reply 200 ms, so the cancellation lands
+    while the first caller's read is in flight.
+    """
+    async with Proxy((settings.redis.host, settings.redis.port)) as proxy:
+        client = RedisClient(dataclasses.replace(settings.redis, port=proxy.port))
+        await client.start()
+        cache = Cache(RedisTier(client), CacheConfig(namespace=namespace()))
+        await cache.start()
+        loads = 0
+
+        async def loader() -> str:
+            nonlocal loads
+            loads += 1
+            return "value"
+
+        try:
+            proxy.latency(0.2)
+            first = asyncio.ensure_future(cache.get_or_load("k", loader))
+            await asyncio.sleep(0.05)            # the first caller is inside its remote read
+            others = [asyncio.ensure_future(cache.get_or_load("k", loader)) for _ in range(10)]
+            await asyncio.sleep(0.01)
+            first.cancel()
+            answers = await asyncio.wait_for(asyncio.gather(*others), 10)
+            assert first.cancelled()
+            assert answers == ["value"] * 10 and loads == 1
+        finally:
+            proxy.normal()
+            await cache.invalidate_prefix("")
+            await cache.aclose()
+            await client.aclose()
