@@ -86,6 +86,12 @@ def make_app(ctx: Context) -> tornado.web.Application:
     return application
 
 
+# The listen queue (the kernel caps it at net.core.somaxconn).  Tornado's 128 overflowed when the
+# WebSocket clients of a host that restarted all reconnected at once through a balancer: the kernel
+# dropped the SYNs over it, and nginx's 1 s connect timeout (not retried) answered 504.
+LISTEN_BACKLOG = 4096
+
+
 def make_server(app: tornado.web.Application, settings: Settings) -> tornado.httpserver.HTTPServer:
     """The HTTP server of ``server.transport``: ``fast`` (app.http.fast_server) or Tornado's own."""
     s = settings.server
@@ -94,6 +100,7 @@ def make_server(app: tornado.web.Application, settings: Settings) -> tornado.htt
         fast = FastHTTPServer(app, max_body_size=max_body, idle_connection_timeout=s.idle_timeout_s)
         fast.read_pause_max_s = s.read_pause_max_s
         fast.header_timeout_s = s.header_timeout_s
+        fast.backlog = LISTEN_BACKLOG
         return fast
     server_class = GatedHTTPServer if s.read_pause_max_s > 0 else tornado.httpserver.HTTPServer
     server = server_class(app, max_body_size=max_body, idle_connection_timeout=s.idle_timeout_s)
@@ -118,7 +125,7 @@ async def serve_forever(settings: Settings) -> int:
     # room (app.http.gate): the excess waits in the kernel, not in this process.
     server = make_server(make_app(ctx), settings)
     try:
-        server.listen(s.port, s.host, reuse_port=s.workers != 1)
+        server.listen(s.port, s.host, backlog=LISTEN_BACKLOG, reuse_port=s.workers != 1)
     except OSError as exc:
         await ctx.aclose()
         print(f"error: cannot listen on {s.host}:{s.port}: {exc.strerror}", file=sys.stderr)

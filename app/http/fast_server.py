@@ -44,6 +44,7 @@ class FastHTTPServer(tornado.httpserver.HTTPServer):
     read_pause_max_s: float = 0.0       # > 0: each connection gets a ReadGate (app.http.gate)
     header_timeout_s: float | None = None  # a request's headers must arrive within this; None: the idle timeout
     replay_refused: bool = True         # a first request llhttp refuses is served by Tornado's own code
+    backlog: int = 128                  # the listen queue (create_server listens again with it)
 
     def initialize(self, *args: Any, **kwargs: Any) -> None:
         super().initialize(*args, **kwargs)
@@ -69,7 +70,7 @@ class FastHTTPServer(tornado.httpserver.HTTPServer):
 
     async def _serve_socket(self, sock: socket.socket) -> None:
         loop = asyncio.get_running_loop()
-        server = await loop.create_server(lambda: HTTP1Protocol(self), sock=sock, backlog=128)
+        server = await loop.create_server(lambda: HTTP1Protocol(self), sock=sock, backlog=self.backlog)
         if self._stopped:
             server.close()
             return
