@@ -1,4 +1,4 @@
-"""``python -m stack up|down|status [SERVICE ...] [--ignite-nodes N]``; ``python -m stack hosts up|down|status``."""
+"""``python -m stack up|down|status [SERVICE ...] [--ignite-nodes N]``; ``python -m stack hosts ...`` (hosts.py)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["hosts"]:          # the service on simulated hosts behind nginx (stack/hosts.py)
         return hosts.main(argv[1:])
     p = argparse.ArgumentParser(prog="python -m stack", description=cli.__doc__.splitlines()[0] if cli.__doc__ else "")
-    p.add_argument("action", choices=["up", "down", "status"], help="(`hosts up|down|status`: see stack/hosts.py)")
+    p.add_argument("action", choices=["up", "down", "status"], help="(`hosts ...`: see stack/hosts.py)")
     p.add_argument("services", nargs="*", help="mysql, redis, redis-shard, redis-cluster, mongo, ignite, ignite-secure "
                                                 "(default: these; a name covers its numbered nodes), "
                                                 "rabbitmq (only when named; `down` stops it too)")

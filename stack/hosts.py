@@ -1,4 +1,4 @@
-"""``python -m stack hosts up|down|status``: the service on simulated hosts, behind nginx.
+"""``python -m stack hosts up|down|status|restart --rolling``: the service on simulated hosts, behind nginx.
 
 Each simulated host is a network namespace running ``python -m app serve`` on an address of its
 own; the namespaces hang off one Linux bridge in the root namespace, and nginx, in the root
@@ -22,6 +22,9 @@ Rules of this file:
 - Every external command and every wait has a deadline; a failed step raises ``SetupFailed`` naming
   it.  Without root or without ``ip`` nothing is changed: the error says so and the exit is 1.
 - ``render_nginx`` is pure (a template in, a config out), usable for real hosts as well.
+- ``restart --rolling`` takes one host at a time out of nginx (``down`` in its config, a graceful
+  reload), lets its server drain and exit on SIGTERM, starts it again as ``up`` does, and puts it
+  back once its ``/readyz`` answers 200; each phase is bounded and a failure names the host and phase.
 """
 
 from __future__ import annotations
@@ -32,10 +35,12 @@ import http.client
 import json
 import os
 import re
+import secrets
 import shutil
 import signal
 import sys
 import time
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,6 +59,7 @@ DIR = STATE / "hosts"
 TEMPLATE = ROOT / "deploy" / "nginx.conf.template"
 STEP_TIMEOUT_S = 15.0               # any one command
 START_TIMEOUT_S = 60.0              # every host answering /healthz after `up` started them
+HOST_GRACE_S = "1"                  # the hosts' server.shutdown_grace_s unless the environment sets one
 LOCAL = ("127.0.0.1", "localhost")
 
 
@@ -90,9 +96,11 @@ class Host:
 # -- the nginx config ------------------------------------------------------------------------------
 
 def render_nginx(upstreams: list[str], *, listen: str, bind: str, state: str, user: str = "www-data",
-                 worker_processes: int = 1, template: Path = TEMPLATE) -> str:
-    """The template with each ``{{name}}`` filled in; ``upstreams`` are ``host:port`` IP literals."""
-    servers = "\n".join(f"        server {u} max_fails=2 fail_timeout=5s;" for u in upstreams)
+                 worker_processes: int = 1, template: Path = TEMPLATE, down: Collection[str] = ()) -> str:
+    """The template with each ``{{name}}`` filled in; ``upstreams`` are ``host:port`` IP literals, those
+    also in ``down`` marked ``down`` (nginx sends them nothing new)."""
+    servers = "\n".join(f"        server {u} max_fails=2 fail_timeout=5s{' down' if u in down else ''};"
+                        for u in upstreams)
     values = {"servers": servers, "listen": listen, "bind": bind, "state": state, "user": user,
               "worker_processes": str(worker_processes)}
     text = template.read_text()
@@ -169,6 +177,29 @@ def _backend_env(settings: Settings) -> tuple[dict[str, str], list[int]]:
     env["ASYNCSTACK_CACHE__SHARDS"] = json.dumps(shards)
     env["ASYNCSTACK_SERVER__TRUSTED_PROXIES"] = json.dumps([BRIDGE_IP])
     return env, sorted(set(ports))
+
+
+PUBLISH_TOKEN_FILE = DIR / "publish_token"
+
+
+def publish_token(settings: Settings) -> str:
+    """The hosts' ``ws.publish_token``: the one configured, else one made once and kept in ``.stack/hosts/``."""
+    if settings.ws.publish_token:
+        return settings.ws.publish_token
+    if not PUBLISH_TOKEN_FILE.is_file():
+        PUBLISH_TOKEN_FILE.parent.mkdir(parents=True, exist_ok=True)
+        PUBLISH_TOKEN_FILE.touch(mode=0o600)
+        PUBLISH_TOKEN_FILE.write_text(secrets.token_urlsafe(24) + "\n")
+    return PUBLISH_TOKEN_FILE.read_text().strip()
+
+
+def _host_env(settings: Settings) -> tuple[dict[str, str], list[int]]:
+    """``_backend_env``, plus what a host behind the balancer needs: a publish token (``POST /publish``
+    works through nginx) and a shutdown grace (``/readyz`` says 503 a moment before the listener stops)."""
+    env, ports = _backend_env(settings)
+    env["ASYNCSTACK_WS__PUBLISH_TOKEN"] = publish_token(settings)
+    env["ASYNCSTACK_SERVER__SHUTDOWN_GRACE_S"] = os.environ.get("ASYNCSTACK_SERVER__SHUTDOWN_GRACE_S", HOST_GRACE_S)
+    return env, ports
 
 
 def _network(hosts: list[Host], ports: list[int]) -> None:
@@ -262,7 +293,8 @@ def _http(address: str, port: int, path: str, timeout: float = 2.0) -> tuple[int
         conn.close()
 
 
-def _wait_healthy(hosts: list[Host]) -> None:
+def _wait_healthy(hosts: list[Host], path: str = "/healthz") -> None:
+    """Every host answers ``path`` with 200 within ``START_TIMEOUT_S``; SetupFailed naming the first that does not."""
     deadline = time.monotonic() + START_TIMEOUT_S
     waiting = list(hosts)
     while waiting:
@@ -271,13 +303,14 @@ def _wait_healthy(hosts: list[Host]) -> None:
             raise SetupFailed(f"host {h.netns} ({h.address}): the service exited while starting.\n"
                               f"Last lines of {h.log_file}:\n{tail(h.log_file)}")
         try:
-            if _http(h.address, SERVE_PORT, "/healthz", 1.0)[0] == 200:
+            if _http(h.address, SERVE_PORT, path, 1.0)[0] == 200:
                 waiting.pop(0)
                 continue
         except OSError:
             pass
         if time.monotonic() > deadline:
-            raise SetupFailed(f"host {h.netns} ({h.address}) did not answer /healthz within {START_TIMEOUT_S:.0f} s.\n"
+            raise SetupFailed(f"host {h.netns} ({h.address}) did not answer {path} with 200 within "
+                              f"{START_TIMEOUT_S:.0f} s.\n"
                               f"Last lines of {h.log_file}:\n{tail(h.log_file)}")
         time.sleep(0.1)
 
@@ -305,22 +338,24 @@ def nginx_pid() -> int | None:
     return pid if alive(pid) and str(NGINX_CONF) in cmdline else None
 
 
-def _start_nginx(hosts: list[Host], *, reload: bool) -> None:
+def _start_nginx(hosts: list[Host], *, reload: bool, down: Collection[Host] = (), wait_gone: bool = True) -> None:
     """Start nginx, or reload it when its config changed or ``reload`` (a host started again: new
-    workers forget the failures they counted, so it is taken back at once)."""
+    workers forget the failures they counted, so it is taken back at once).  Hosts in ``down`` are
+    marked ``down``; ``wait_gone``: as ``_reload_nginx``."""
     if shutil.which("nginx") is None:
         _policy_rc_denies_autostart()
         apt_install("nginx")
     (NGINX_DIR / "tmp").mkdir(parents=True, exist_ok=True)
     conf = render_nginx([f"{h.address}:{SERVE_PORT}" for h in hosts], listen=f"127.0.0.1:{NGINX_PORT}",
-                        bind=BRIDGE_IP, state=str(NGINX_DIR), user=getpass.getuser())
+                        bind=BRIDGE_IP, state=str(NGINX_DIR), user=getpass.getuser(),
+                        down={f"{h.address}:{SERVE_PORT}" for h in down})
     changed = not NGINX_CONF.is_file() or NGINX_CONF.read_text() != conf
     NGINX_CONF.write_text(conf)
     run(_nginx_argv("-t", "-q"), what=f"checking {NGINX_CONF}", timeout=STEP_TIMEOUT_S)
     if nginx_pid() is None:
         run(_nginx_argv(), what="starting nginx", timeout=STEP_TIMEOUT_S)
     elif changed or reload:
-        _reload_nginx()
+        _reload_nginx(wait_gone=wait_gone)
     deadline = time.monotonic() + STEP_TIMEOUT_S
     while True:
         try:
@@ -334,14 +369,32 @@ def _start_nginx(hosts: list[Host], *, reload: bool) -> None:
             time.sleep(0.1)
 
 
-def _reload_nginx() -> None:
-    """``nginx -s reload``, then wait (bounded) until the old workers are gone."""
+def _reload_nginx(*, wait_gone: bool = True) -> None:
+    """``nginx -s reload``, then wait (bounded) until the old workers are gone, or with ``wait_gone``
+    false only until each is gone or shutting down: it no longer accepts, and finishes what it has
+    (a proxied WebSocket keeps an old worker until it closes, so waiting for it to go could take
+    the whole bound)."""
     master = nginx_pid()
     old = set(_children(master)) if master else set()
     run(_nginx_argv("-s", "reload"), what="reloading nginx", timeout=STEP_TIMEOUT_S)
     deadline = time.monotonic() + STEP_TIMEOUT_S
-    while master and old & set(_children(master)) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    while master and time.monotonic() < deadline:
+        left = old & set(_children(master))
+        if not left or (not wait_gone and all("shutting down" in _title(pid) for pid in left)):
+            return
+        time.sleep(0.02)
+    if master and old & set(_children(master)) and not wait_gone:
+        raise SetupFailed(f"nginx: old workers {sorted(old & set(_children(master)))} still accept "
+                          f"{STEP_TIMEOUT_S:.0f} s after the reload.\nLast lines of {NGINX_DIR / 'error.log'}:\n"
+                          f"{tail(NGINX_DIR / 'error.log')}")
+
+
+def _title(pid: int) -> str:
+    """A process's command line as ``ps`` shows it (nginx writes its state there), "" when gone."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
 
 
 def _stop_nginx() -> int | None:
@@ -387,7 +440,7 @@ def up(settings: Settings, count: int, workers: int) -> int:
         raise SetupFailed(f"hosts: --hosts must be 1..200, not {count}")
     DIR.mkdir(parents=True, exist_ok=True)
     hosts = [Host(i) for i in range(count)]
-    env, ports = _backend_env(settings)
+    env, ports = _host_env(settings)
     began = time.monotonic()
     _network(hosts, ports)
     started = [_start_host(h, workers, env) for h in hosts]
@@ -396,6 +449,87 @@ def up(settings: Settings, count: int, workers: int) -> int:
     print(f"  {count} hosts and nginx up in {time.monotonic() - began:.1f} s; "
           f"http://127.0.0.1:{NGINX_PORT}/", flush=True)
     return status()
+
+
+def restart_rolling(settings: Settings, workers: int) -> int:
+    """Restart every host's server, one host at a time, with nginx sending it nothing meanwhile.
+
+    Per host: out of nginx (marked ``down``, graceful reload), SIGTERM and wait for the server to exit
+    (it drains: ``/readyz`` 503 for the grace, requests in flight finish, WebSockets get 1001), start it
+    again as ``up`` does (its ``--workers`` as it ran, else ``workers``), wait for ``/readyz`` 200, back
+    into nginx.  A failed phase raises SetupFailed naming the host and the phase; the host stays out.
+    """
+    _require_root()
+    hosts = sorted((h for h in map(_host_of, our_namespaces()) if h.index >= 0), key=lambda h: h.index)
+    if not hosts or nginx_pid() is None:
+        raise SetupFailed("hosts restart: no hosts behind a running nginx (python -m stack hosts up)")
+    env, _ = _host_env(settings)
+    s = settings.server
+    exit_within_s = s.shutdown_grace_s + s.shutdown_timeout_s + settings.ws.close_timeout_s + 5.0
+    if "ASYNCSTACK_SERVER__SHUTDOWN_GRACE_S" not in os.environ:
+        exit_within_s += float(HOST_GRACE_S)
+    began = time.monotonic()
+    for h in hosts:
+        running = read_pid(h.pid_file)
+        count = _workers_flag(running.pid) if running else None
+
+        def drain(h: Host = h) -> None:
+            _drain(h, exit_within_s)
+
+        def start(h: Host = h, count: int = count or workers) -> None:
+            _start_host(h, count, env)
+            _wait_healthy([h], "/readyz")
+
+        def out(h: Host = h) -> None:
+            _start_nginx(hosts, reload=True, down=[h], wait_gone=False)
+
+        def back() -> None:
+            _start_nginx(hosts, reload=True, wait_gone=False)
+
+        took = [_phase(h, "out of nginx", out), _phase(h, "drain and exit", drain),
+                _phase(h, "start until /readyz 200", start), _phase(h, "back into nginx", back)]
+        print(f"  h{h.index} {h.netns}: out of nginx {took[0]:.2f} s, drained and exited {took[1]:.2f} s, "
+              f"started and ready {took[2]:.2f} s, back in nginx {took[3]:.2f} s; {sum(took):.2f} s", flush=True)
+    print(f"  {len(hosts)} hosts restarted one at a time in {time.monotonic() - began:.1f} s", flush=True)
+    return 0
+
+
+def _phase(h: Host, name: str, step: Callable[[], None]) -> float:
+    """Run one phase of a host's restart; its duration, or SetupFailed naming the host and phase."""
+    began = time.monotonic()
+    try:
+        step()
+    except SetupFailed as exc:
+        raise SetupFailed(f"restart of host {h.netns} ({h.address}), phase '{name}': {exc}\n"
+                          f"The host is left out of nginx; `python -m stack hosts up` starts it again and "
+                          f"puts it back.") from None
+    return time.monotonic() - began
+
+
+def _workers_flag(pid: int) -> int | None:
+    """The ``--workers`` a host's server was started with."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+        return int(argv[argv.index("--workers") + 1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _drain(h: Host, within_s: float) -> None:
+    """SIGTERM the host's server (its parent forwards it to the workers); wait until all of them exited."""
+    running = read_pid(h.pid_file)
+    if running is None:
+        return                                  # not running: nothing to drain
+    pids = [running.pid, *_children(running.pid)]
+    os.kill(running.pid, signal.SIGTERM)
+    deadline = time.monotonic() + within_s
+    while any(alive(p) for p in pids):
+        if time.monotonic() > deadline:
+            _terminate(pids, grace_s=1.0)
+            raise SetupFailed(f"the server (pids {', '.join(map(str, pids))}) had not exited {within_s:.0f} s "
+                              f"after SIGTERM, and was killed.\nLast lines of {h.log_file}:\n{tail(h.log_file)}")
+        time.sleep(0.05)
+    h.pid_file.unlink(missing_ok=True)
 
 
 def down() -> int:
@@ -463,13 +597,20 @@ def status() -> int:
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="python -m stack hosts",
                                 description="The service on simulated hosts (network namespaces) behind nginx.")
-    p.add_argument("action", choices=["up", "down", "status"])
+    p.add_argument("action", choices=["up", "down", "status", "restart"])
     p.add_argument("--hosts", type=int, default=3, help="simulated hosts (up only)")
-    p.add_argument("--workers", type=int, default=2, help="serve processes per host (up only)")
+    p.add_argument("--workers", type=int, default=2,
+                   help="serve processes per host (up; restart: for a host whose server was not running)")
+    p.add_argument("--rolling", action="store_true",
+                   help="restart: one host at a time, each out of nginx while it restarts (required)")
     args = p.parse_args(argv)
     try:
         if args.action == "up":
             return up(load_settings(), args.hosts, args.workers)
+        if args.action == "restart":
+            if not args.rolling:
+                p.error("restart needs --rolling (one host at a time; restarting all at once is `down` then `up`)")
+            return restart_rolling(load_settings(), args.workers)
         if args.action == "down":
             return down()
         return status()
