@@ -31,6 +31,23 @@ def namespace() -> str:
     return f"t-{uuid.uuid4().hex[:10]}"
 
 
+class Counted:
+    """A loader that counts its calls, takes ``seconds``, and answers ``value`` (None: its call count)
+    or raises ``ValueError(error)``."""
+
+    def __init__(self, seconds: float = 0.0, value: object = None, error: str | None = None) -> None:
+        self.seconds, self.value, self.error = seconds, value, error
+        self.calls = 0
+
+    async def __call__(self) -> object:
+        self.calls += 1
+        if self.seconds:
+            await asyncio.sleep(self.seconds)
+        if self.error is not None:
+            raise ValueError(self.error)
+        return self.calls if self.value is None else self.value
+
+
 async def test_a_thousand_requests_in_two_processes_load_a_cold_key_once(settings: Settings,
                                                                           redis: RedisClient) -> None:
     ns = namespace()
@@ -56,14 +73,7 @@ async def test_a_hot_key_is_refreshed_before_it_expires_and_no_request_waits(red
     """XFetch on (the default): under steady load the value is reloaded early, in the background."""
     cache = Cache(RedisTier(redis), CacheConfig(namespace=namespace()))
     await cache.start()
-    loads = 0
-
-    async def loader() -> int:
-        nonlocal loads
-        loads += 1
-        await asyncio.sleep(0.1)
-        return loads
-
+    loader = Counted(0.1)
     await cache.get_or_load("hot", loader, ttl=1.0)
     latencies: list[float] = []
     stop = time.monotonic() + 3.5
@@ -81,7 +91,7 @@ async def test_a_hot_key_is_refreshed_before_it_expires_and_no_request_waits(red
         # 3.5 TTLs passed.  Each reload started before the value expired; how early depends on the
         # read rate (XFetch: about delta * ln(reads per second * delta) before expiry, some 0.6 s
         # here at thousands of reads per second), so between one and about four reloads per TTL.
-        assert 3 <= loads <= 20, loads
+        assert 3 <= loader.calls <= 20, loader.calls
         assert snapshot["requests"].get(("local", "stale"), 0) == 0, snapshot["requests"]
         assert snapshot["requests"].get(("local", "miss"), 0) == 1, snapshot["requests"]     # the first read
         # No request waited for a 100 ms load (generous for a loaded 2-core machine).
@@ -96,14 +106,7 @@ async def test_without_early_refresh_the_expired_value_is_served_stale_while_one
     """The stale-while-revalidate path alone (early_refresh off, said here): still no request waits."""
     cache = Cache(RedisTier(redis), CacheConfig(namespace=namespace(), early_refresh=False, jitter=0.0))
     await cache.start()
-    loads = 0
-
-    async def loader() -> int:
-        nonlocal loads
-        loads += 1
-        await asyncio.sleep(0.1)
-        return loads
-
+    loader = Counted(0.1)
     try:
         await cache.get_or_load("k", loader, ttl=0.3)
         await asyncio.sleep(0.35)
@@ -112,7 +115,7 @@ async def test_without_early_refresh_the_expired_value_is_served_stale_while_one
         assert time.perf_counter() - began < 0.05
         assert set(answers) == {1} and cache.snapshot()["requests"][("local", "stale")] == 200
         await asyncio.sleep(0.15)
-        assert loads == 2 and await cache.get_or_load("k", loader, ttl=0.3) == 2
+        assert loader.calls == 2 and await cache.get_or_load("k", loader, ttl=0.3) == 2
     finally:
         await cache.invalidate_prefix("")
         await cache.aclose()
@@ -121,24 +124,14 @@ async def test_without_early_refresh_the_expired_value_is_served_stale_while_one
 async def test_a_failing_loader_reaches_every_waiter_and_poisons_nothing(redis: RedisClient) -> None:
     cache = Cache(RedisTier(redis), CacheConfig(namespace=namespace()))
     await cache.start()
-    calls = 0
-
-    async def broken() -> int:
-        nonlocal calls
-        calls += 1
-        await asyncio.sleep(0.02)
-        raise ValueError("the database said no")
-
-    async def working() -> int:
-        return 7
-
+    broken = Counted(0.02, error="the database said no")
     try:
         results = await asyncio.gather(*(cache.get_or_load("k", broken) for _ in range(100)), return_exceptions=True)
-        assert calls == 1
+        assert broken.calls == 1
         assert all(isinstance(r, ValueError) and str(r) == "the database said no" for r in results)
         assert await cache.get("k") is None and "k" not in cache.local
         assert await redis.get(cache.layout.lease("k")) is None        # the lease was released
-        assert await cache.get_or_load("k", working) == 7
+        assert await cache.get_or_load("k", Counted(value=7)) == 7
         assert cache.stats.loader_errors == 1
     finally:
         await cache.invalidate_prefix("")
@@ -253,16 +246,9 @@ async def test_a_hundred_thousand_keys_written_together_expire_spread_over_the_j
 
 async def test_a_thousand_cold_requests_in_one_process_load_once_without_a_remote_tier() -> None:
     cache = Cache(None)
-    calls = 0
-
-    async def loader() -> str:
-        nonlocal calls
-        calls += 1
-        await asyncio.sleep(0.02)
-        return "v"
-
+    loader = Counted(0.02, value="v")
     assert await asyncio.gather(*(cache.get_or_load("k", loader) for _ in range(1000))) == ["v"] * 1000
-    assert calls == 1
+    assert loader.calls == 1
 
 
 
@@ -293,13 +279,7 @@ async def test_a_first_caller_cancelled_during_its_remote_read_leaves_the_others
         await client.start()
         cache = Cache(RedisTier(client), CacheConfig(namespace=namespace()))
         await cache.start()
-        loads = 0
-
-        async def loader() -> str:
-            nonlocal loads
-            loads += 1
-            return "value"
-
+        loader = Counted(value="value")
         try:
             proxy.latency(0.2)
             first = asyncio.ensure_future(cache.get_or_load("k", loader))
@@ -309,7 +289,7 @@ async def test_a_first_caller_cancelled_during_its_remote_read_leaves_the_others
             first.cancel()
             answers = await asyncio.wait_for(asyncio.gather(*others), 10)
             assert first.cancelled()
-            assert answers == ["value"] * 10 and loads == 1
+            assert answers == ["value"] * 10 and loader.calls == 1
         finally:
             proxy.normal()
             await cache.invalidate_prefix("")
