@@ -137,6 +137,10 @@ async def test_credentials_are_sent_on_every_connection(cluster_config: RedisClu
 
 
 async def test_reads_from_replicas_are_served_by_the_replicas(cluster_config: RedisClusterConfig) -> None:
+    # A node killed by an earlier test may still be rejoining as a replica: this test needs all three.
+    from tests.redis_cluster.test_failover import wait_until_healthy
+
+    await wait_until_healthy()
     run = token()
     keys = [f"replica:{run}:{i}" for i in range(200)]
     async with RedisClusterClient(with_settings(cluster_config, read_from_replicas=True)) as client:
