@@ -21,7 +21,7 @@ import pytest
 from app.settings import REDIS_CLUSTER_PORTS
 from drivers.errors import BackendUnavailable, DriverError
 from drivers.redis import RedisClusterClient
-from drivers.redis.slots import key_slot
+from drivers.redis.slots import Address, key_slot, parse_shards
 from stack.redis_cluster import parse_info
 from tests.conftest import run_stack_async
 from tests.redis_cluster.conftest import on_node
@@ -35,8 +35,30 @@ async def node_state(port: int) -> tuple[dict[str, str], dict[str, str], bytes]:
     return info, parse_info(await on_node(port, "CLUSTER", "INFO")), await on_node(port, "CLUSTER", "NODES")
 
 
+async def online_replicas(port: int) -> int:
+    """How many replicas a node's CLUSTER SHARDS calls online, the test clients' source of replicas (a
+    replica whose offset the node has not yet heard of through gossip is "loading" there)."""
+    table = parse_shards(await on_node(port, "CLUSTER", "SHARDS"), Address("127.0.0.1", port))
+    return sum(len(shard.replicas) for shard in table.shards)
+
+
+def view(nodes: bytes) -> frozenset[tuple[str, str, str]]:
+    """One node's picture of the cluster from CLUSTER NODES: (node id, role, its primary's id) per
+    connected node.  A rejoining node shows up in some pictures as a replica before others."""
+    seen = set()
+    for line in nodes.decode().splitlines():
+        fields = line.split()
+        if len(fields) < 8 or fields[7] != "connected":
+            continue
+        flags = set(fields[2].split(","))
+        role = "master" if "master" in flags else "slave" if "slave" in flags else "?"
+        seen.add((fields[0], role, fields[3]))
+    return frozenset(seen)
+
+
 async def wait_until_healthy(timeout_s: float = 30.0) -> None:
-    """Every node answers with cluster_state:ok, no node is flagged as failing, and every replica is in sync."""
+    """Every node answers with cluster_state:ok, no node is flagged as failing, every replica is in sync,
+    and all six nodes draw the same picture: three primaries, three replicas, each replica under its primary."""
     deadline = time.monotonic() + timeout_s
     last = ""
     while time.monotonic() < deadline:
@@ -50,10 +72,20 @@ async def wait_until_healthy(timeout_s: float = 30.0) -> None:
                         for port, (info, cluster, nodes) in zip(REDIS_CLUSTER_PORTS, states, strict=True)
                         if cluster.get("cluster_state") != "ok" or b"fail" in nodes
                         or info.get("master_link_status", "up") != "up"]
+            six = ["master"] * 3 + ["slave"] * 3
             roles = sorted(info.get("role", "?") for info, _, _ in states)
-            if not problems and roles == ["master"] * 3 + ["slave"] * 3:
-                return
-            last = "; ".join(problems) or f"roles {roles}"
+            views = {view(nodes) for _, _, nodes in states}
+            whole = len(views) == 1 and sorted(role for _, role, _ in next(iter(views))) == six
+            if not problems and roles == six and whole:
+                try:
+                    online = [await online_replicas(port) for port in REDIS_CLUSTER_PORTS]
+                except DriverError as exc:
+                    online = [-1]
+                    problems.append(exc.message)
+                if online == [3] * len(REDIS_CLUSTER_PORTS):
+                    return
+                problems.append(f"replicas online in CLUSTER SHARDS per node: {online}")
+            last = "; ".join(problems) or f"roles {roles}, {len(views)} different views of the cluster"
         await asyncio.sleep(0.2)
     raise AssertionError(f"the cluster is not healthy after {timeout_s:.0f} s: {last}")
 
