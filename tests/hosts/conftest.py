@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import re
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -91,3 +93,32 @@ def nginx_lines(text: str, *, expect: int = 1, within_s: float = 3) -> list[dict
 
 def upstream(host: Host) -> str:
     return f"{host.address}:{SERVE_PORT}"
+
+
+def signal_host(host: Host, sig: signal.Signals) -> list[int]:
+    pids = [int(p) for p in subprocess.run(["ip", "netns", "pids", host.netns], capture_output=True, text=True,
+                                           timeout=10, check=True).stdout.split()]
+    assert pids, f"no process in {host.netns}"
+    for pid in pids:
+        os.kill(pid, sig)
+    return pids
+
+
+def kill_host(host: Host) -> None:
+    pids = signal_host(host, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while any(os.path.exists(f"/proc/{p}") and "Z" not in state_of(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def state_of(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "X"
+
+
+def restore_hosts() -> None:
+    done = hosts_cmd("up", "--hosts", "3", "--workers", "2")
+    assert done.returncode == 0, f"hosts up (again) failed:\n{done.stdout}\n{done.stderr}"

@@ -24,36 +24,17 @@ from websockets.asyncio.client import connect
 from app.settings import load_settings
 from stack.hosts import BRIDGE_IP, NGINX_PORT, SERVE_PORT, Host
 from tests.conftest import ROOT
-from tests.hosts.conftest import access_lines, hosts_cmd, leftovers, nginx_lines, request, upstream
-
-
-def _signal_host(host: Host, sig: signal.Signals) -> list[int]:
-    pids = [int(p) for p in subprocess.run(["ip", "netns", "pids", host.netns], capture_output=True, text=True,
-                                           timeout=10, check=True).stdout.split()]
-    assert pids, f"no process in {host.netns}"
-    for pid in pids:
-        os.kill(pid, sig)
-    return pids
-
-
-def _kill_host(host: Host) -> None:
-    pids = _signal_host(host, signal.SIGKILL)
-    deadline = time.monotonic() + 5
-    while any(os.path.exists(f"/proc/{p}") and "Z" not in _state(p) for p in pids) and time.monotonic() < deadline:
-        time.sleep(0.05)
-
-
-def _state(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return "X"
-
-
-def _restore() -> None:
-    done = hosts_cmd("up", "--hosts", "3", "--workers", "2")
-    assert done.returncode == 0, f"hosts up (again) failed:\n{done.stdout}\n{done.stderr}"
+from tests.hosts.conftest import (
+    access_lines,
+    hosts_cmd,
+    kill_host,
+    leftovers,
+    nginx_lines,
+    request,
+    restore_hosts,
+    signal_host,
+    upstream,
+)
 
 
 def test_requests_through_nginx_are_spread_over_every_host(hosts: list[Host]) -> None:
@@ -100,7 +81,7 @@ def test_a_forwarded_address_is_believed_only_from_the_balancer(hosts: list[Host
 
 def test_a_get_whose_host_refuses_connections_is_retried_on_another_host(hosts: list[Host]) -> None:
     refusing = hosts[1]
-    _kill_host(refusing)
+    kill_host(refusing)
     try:
         run = f"refused-{uuid.uuid4().hex}"
         statuses = [request("GET", "/now", {"X-Request-ID": f"{run}-{n}"})[0] for n in range(6)]
@@ -110,7 +91,7 @@ def test_a_get_whose_host_refuses_connections_is_retried_on_another_host(hosts: 
         assert retried, lines
         assert all(ln["upstream_status"] == "502, 200" for ln in retried), retried
     finally:
-        _restore()
+        restore_hosts()
 
 
 def _held_then_killed(host: Host, method: str, path: str, run: str, count: int = 6) -> tuple[Counter[int], list[Any]]:
@@ -119,11 +100,11 @@ def _held_then_killed(host: Host, method: str, path: str, run: str, count: int =
     A stopped host's kernel still accepts connections and takes the requests nginx sends; killed,
     it resets them: nginx sees an error after the request was sent.
     """
-    _signal_host(host, signal.SIGSTOP)
+    signal_host(host, signal.SIGSTOP)
     with ThreadPoolExecutor(count) as pool:
         answers = [pool.submit(request, method, path, {"X-Request-ID": f"{run}-{n}"}) for n in range(count)]
         time.sleep(1.5)
-        _kill_host(host)
+        kill_host(host)
         statuses = Counter(a.result()[0] for a in answers)
     return statuses, nginx_lines(run, expect=count)
 
@@ -143,7 +124,7 @@ def test_a_post_sent_to_a_host_that_then_dies_is_not_retried(hosts: list[Host]) 
     finally:
         subprocess.run(["redis-cli", "-p", str(load_settings().redis.port), "DEL", key],
                        capture_output=True, timeout=10, check=False)
-        _restore()
+        restore_hosts()
 
 
 def test_a_get_sent_to_a_host_that_then_dies_is_retried_on_another(hosts: list[Host]) -> None:
@@ -154,7 +135,7 @@ def test_a_get_sent_to_a_host_that_then_dies_is_retried_on_another(hosts: list[H
         retried = [ln for ln in lines if ln["upstream"].startswith(upstream(dying) + ", ")]
         assert retried and all(ln["upstream_status"] == "502, 200" for ln in retried), lines
     finally:
-        _restore()
+        restore_hosts()
 
 
 @pytest.mark.asyncio

@@ -11,149 +11,34 @@ processes and the backends, the test still takes about 33 s (the restart about 1
 are then the limit: the publisher manages about 4 of its 10 messages a second (with 200
 subscribers, 7), which still tests each subscriber's resume across every restart.
 
-"Failed" is an answer other than 200, no answer on a new connection, or an answer cut short.  A
-retiring nginx worker closes each client's kept-alive connection (between two requests, or after an
-answer); a GET sent on it just then is sent again on a new connection and counted as ``resent``:
-about one per connection and reload (32 x 6).
+"Failed" and "resent" are as tests/hosts/load.py says.  A retiring nginx worker closes each client's
+kept-alive connection (between two requests, or after an answer); a GET sent on it just then is sent
+again on a new connection and counted as ``resent``: about one per connection and reload (32 x 6).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import re
 import time
 import uuid
 from collections import Counter
-from dataclasses import dataclass, field
 from itertools import pairwise
 
 import pytest
 from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake
+from websockets.exceptions import InvalidHandshake
 
 from app.settings import load_settings
 from stack.hosts import NGINX_PORT, Host, publish_token
 from tests.conftest import run_stack_async
+from tests.hosts.load import Load, Subscriber, http_client, namespaces, publish, subscribe
 
 SUBSCRIBERS = 1000
 HTTP_CONCURRENCY = 32               # keep-alive connections, each one GET after the other
 PUBLISH_EVERY_S = 0.1               # 10 messages a second
 PATHS = ("/now", "/mysql/items/7")
 BOUND_S = 60
-
-
-@dataclass
-class Load:
-    """What the HTTP clients saw."""
-
-    statuses: Counter[int] = field(default_factory=Counter)
-    failures: list[str] = field(default_factory=list)     # no answer on a fresh connection, or cut mid-answer
-    resent: int = 0                 # a reused keep-alive connection closed before any byte of the answer
-    stop: asyncio.Event = field(default_factory=asyncio.Event)
-
-
-async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> tuple[int, bytes]:
-    writer.write(request)
-    head = await reader.readuntil(b"\r\n\r\n")
-    status = int(head.split(b" ", 2)[1])
-    length = re.search(rb"\r\ncontent-length:\s*(\d+)", head, re.I)
-    body = await reader.readexactly(int(length.group(1))) if length else b""
-    return status, body
-
-
-async def _http_client(load: Load, path: str) -> None:
-    """GETs one after the other on one keep-alive connection.  When the connection, reused, closes
-    before any byte of the answer (nginx closing an idle connection as a worker retires), the GET is
-    sent again on a new one, as HTTP clients do with an idempotent request (RFC 9110, 9.2.2)."""
-    request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
-    conn: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
-    while not load.stop.is_set():
-        reused = conn is not None
-        try:
-            if conn is None:
-                conn = await asyncio.open_connection("127.0.0.1", NGINX_PORT)
-            status, _ = await asyncio.wait_for(_exchange(*conn, request), 10)
-        except (asyncio.IncompleteReadError, OSError) as exc:
-            if conn is not None:
-                conn[1].close()
-            conn = None
-            nothing = not isinstance(exc, asyncio.IncompleteReadError) or not exc.partial
-            if reused and nothing:
-                load.resent += 1
-            else:
-                load.failures.append(f"GET {path}: {exc!r}")
-            continue
-        except TimeoutError:
-            load.failures.append(f"GET {path}: no answer within 10 s")
-            if conn is not None:
-                conn[1].close()
-            conn = None
-            continue
-        load.statuses[status] += 1
-        if status != 200:
-            load.failures.append(f"GET {path}: {status}")
-    if conn is not None:
-        conn[1].close()
-
-
-async def _publish(channel: str, token: str, n: int) -> str:
-    """POST /publish/{channel} on a connection of its own (a POST is never sent twice); the message id."""
-    body = json.dumps({"n": n}).encode()
-    reader, writer = await asyncio.open_connection("127.0.0.1", NGINX_PORT)
-    try:
-        status, answer = await asyncio.wait_for(_exchange(reader, writer, (
-            f"POST /publish/{channel} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
-        ).encode() + body), 10)
-    finally:
-        writer.close()
-    assert status == 200, f"publish {n}: {status} {answer[:200]!r}"
-    return str(json.loads(answer)["id"])
-
-
-@dataclass
-class Subscriber:
-    since: str
-    received: list[str] = field(default_factory=list)
-    hosts: list[int] = field(default_factory=list)            # the host of each connection, in order
-    closes: list[int | None] = field(default_factory=list)    # the close code that ended each connection
-    resumed: list[bool] = field(default_factory=list)         # "recovered" of each subscribe
-    failed_handshakes: list[str] = field(default_factory=list)
-    subscribed: asyncio.Event = field(default_factory=asyncio.Event)
-
-
-def _namespaces(hosts: list[Host]) -> dict[str, int]:
-    """``net:[inode]`` of each host's namespace -> the host's index."""
-    return {f"net:[{os.stat(f'/run/netns/{h.netns}').st_ino}]": h.index for h in hosts}
-
-
-async def _subscribe(sub: Subscriber, channel: str, namespaces: dict[str, int], stop: asyncio.Event) -> None:
-    """Subscribed with ``since`` the last id seen; on a close, connect again through nginx and resume."""
-    while not stop.is_set():
-        try:
-            async with connect(f"ws://127.0.0.1:{NGINX_PORT}/ws", open_timeout=10, close_timeout=2,
-                               ping_interval=None, max_queue=None) as ws:
-                served_by = int(ws.response.headers["X-Served-By"])
-                sub.hosts.append(namespaces.get(os.readlink(f"/proc/{served_by}/ns/net"), -1))
-                await ws.send(json.dumps({"op": "subscribe", "channel": channel, "since": sub.since}))
-                reply = json.loads(await ws.recv())
-                if reply["type"] != "subscribed":
-                    sub.failed_handshakes.append(str(reply))
-                    await asyncio.sleep(0.2)
-                    continue
-                sub.resumed.append(reply["recovered"])
-                sub.subscribed.set()
-                while True:                     # recv raises ConnectionClosed, whatever the code
-                    message = json.loads(await ws.recv())
-                    sub.received.append(message["id"])
-                    sub.since = message["id"]
-        except ConnectionClosed as closed:
-            sub.closes.append(closed.rcvd.code if closed.rcvd else None)
-        except (OSError, InvalidHandshake, TimeoutError) as exc:
-            sub.failed_handshakes.append(repr(exc))
-            await asyncio.sleep(0.2)
 
 
 def _restart_times(stdout: str) -> list[float]:
@@ -183,25 +68,25 @@ async def test_a_rolling_restart_under_load_fails_no_request_and_loses_no_messag
     ws_settings = load_settings().ws
     token = publish_token(load_settings())
     channel = f"rolling-{uuid.uuid4().hex[:8]}"
-    namespaces = _namespaces(hosts)
-    load, stop = Load(), asyncio.Event()
+    hosts_by_ns = namespaces(hosts)
+    load, stop = Load(prefix=channel), asyncio.Event()
     tasks: list[asyncio.Task[None]] = []
     published: list[str] = []
     began = time.monotonic()
     try:
         async with asyncio.timeout(BOUND_S):
-            origin = await _publish(channel, token, -1)
+            origin = await publish(channel, token, -1)
             subs = [Subscriber(origin) for _ in range(SUBSCRIBERS)]
             for n in range(0, SUBSCRIBERS, 100):          # in steps, not as one burst of handshakes
                 batch = subs[n:n + 100]
-                tasks += [asyncio.create_task(_subscribe(s, channel, namespaces, stop)) for s in batch]
+                tasks += [asyncio.create_task(subscribe(s, channel, hosts_by_ns, stop)) for s in batch]
                 await asyncio.wait_for(asyncio.gather(*(s.subscribed.wait() for s in batch)), 20)
-            tasks += [asyncio.create_task(_http_client(load, PATHS[n % len(PATHS)]))
+            tasks += [asyncio.create_task(http_client(load, PATHS[n % len(PATHS)]))
                       for n in range(HTTP_CONCURRENCY)]
 
             async def publisher() -> None:
                 while not load.stop.is_set():
-                    published.append(await _publish(channel, token, len(published)))
+                    published.append(await publish(channel, token, len(published)))
                     await asyncio.sleep(PUBLISH_EVERY_S)
 
             publishing = asyncio.create_task(publisher())
