@@ -44,7 +44,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.settings import Settings, load_settings
+from app.settings import REDIS_CLUSTER_PORTS, Settings, load_settings
 from stack.process import ROOT, STATE, SetupFailed, alive, read_pid, run, spawn, stop, tail
 from stack.services import _policy_rc_denies_autostart, apt_install
 
@@ -156,8 +156,8 @@ def our_links() -> list[str]:
 def _backend_env(settings: Settings) -> tuple[dict[str, str], list[int]]:
     """The hosts' ``ASYNCSTACK_...`` variables pointing local backends at the bridge; the ports to DNAT.
 
-    The Redis Cluster is left alone: its nodes announce 127.0.0.1 addresses, which would not lead
-    back out of a namespace (so ``cache.backend=redis-cluster`` does not work on these hosts).
+    The Redis Cluster's nodes announce 127.0.0.1: the cluster client takes a loopback address
+    announced by a node it reached at the bridge to be the bridge as well (drivers/redis/slots.py).
     """
     env: dict[str, str] = {}
     ports: list[int] = []
@@ -168,6 +168,10 @@ def _backend_env(settings: Settings) -> tuple[dict[str, str], list[int]]:
     nodes = [[BRIDGE_IP if h in LOCAL else h, p] for h, p in settings.ignite.nodes]
     env["ASYNCSTACK_IGNITE__NODES"] = json.dumps(nodes)
     ports += [p for h, p in settings.ignite.nodes if h in LOCAL]
+    env["ASYNCSTACK_REDIS_CLUSTER__NODES"] = json.dumps(
+        [[BRIDGE_IP if h in LOCAL else h, p] for h, p in settings.redis_cluster.nodes])
+    if any(h in LOCAL for h, _ in settings.redis_cluster.nodes):
+        ports += list(REDIS_CLUSTER_PORTS)      # the seeds, and the nodes the client learns of from them
     shards = []
     for shard in settings.cache.shards:
         host, _, port = shard.rpartition(":")

@@ -16,6 +16,11 @@ Rules of this file:
   endpoint is empty or ``?``; in ``CLUSTER SLOTS`` an empty host is the host of the node that
   answered and a ``?`` host is left out.  Replicas are kept only when the reply says they
   are online (``CLUSTER SLOTS`` lists only those already).
+- A loopback address (127.0.0.0/8, ::1, ``localhost``) announced by a node that this client
+  reached at another address means "on that node's machine": it becomes the answering node's
+  host, in the table and in redirects.  A cluster whose nodes announce 127.0.0.1 is then usable
+  from another network namespace or machine that reaches them through an address of their host
+  (with NAT, as ``stack hosts`` does); no other address is rewritten.
 - ``parse_redirect`` reads a ``MOVED <slot> <host>:<port>`` or ``ASK ...`` error message;
   any other message is not a redirect (None).
 - A reply that does not have the documented shape raises ``ProtocolError``.
@@ -24,6 +29,7 @@ Rules of this file:
 from __future__ import annotations
 
 import enum
+import ipaddress
 from binascii import crc_hqx
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -175,10 +181,25 @@ def _text(value: Any) -> str:
     raise ProtocolError(f"redis-cluster: expected a string in the topology reply, got {value!r}", backend=BACKEND)
 
 
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def _seen_from(host: str, answered_by: Address) -> str:
+    """Where a node announced as ``host`` is reached from here: an empty host, or a loopback one
+    announced by a node this client reaches elsewhere, is on the answering node's machine."""
+    if not host or (_is_loopback(host) and not _is_loopback(answered_by.host)):
+        return answered_by.host
+    return host
+
+
 def _endpoint(host: str, port: Any, answered_by: Address) -> Address | None:
     if host == "?" or not isinstance(port, int):
         return None
-    return Address(host or answered_by.host, port)
+    return Address(_seen_from(host, answered_by), port)
 
 
 def _pairs(value: Any) -> dict[str, Any]:
@@ -262,7 +283,8 @@ class Redirect:
 def parse_redirect(message: str, answered_by: Address) -> Redirect | None:
     """``MOVED 3999 127.0.0.1:6381`` -> a ``Redirect``; None for any other error message.
 
-    An empty host (``MOVED 3999 :6381``) is the host of the node that answered.
+    An empty host (``MOVED 3999 :6381``) is the host of the node that answered, and so is a
+    loopback one when that node was reached at another address (see the rules above).
     """
     parts = message.split(" ")
     if len(parts) != 3 or parts[0] not in ("MOVED", "ASK"):
@@ -274,4 +296,4 @@ def parse_redirect(message: str, answered_by: Address) -> Redirect | None:
         return None
     if not 0 <= slot < SLOTS:
         return None
-    return Redirect(RedirectKind(parts[0]), slot, Address(host or answered_by.host, number))
+    return Redirect(RedirectKind(parts[0]), slot, Address(_seen_from(host, answered_by), number))

@@ -55,18 +55,29 @@ class Load:
 
 
 async def exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> tuple[int, bytes]:
+    """One request and its answer.  An answer saying ``Connection: close`` (nginx's after
+    ``keepalive_requests`` on one connection) closes the writer: the caller sees it closing."""
     writer.write(request)
     head = await reader.readuntil(b"\r\n\r\n")
     status = int(head.split(b" ", 2)[1])
     length = re.search(rb"\r\ncontent-length:\s*(\d+)", head, re.I)
     body = await reader.readexactly(int(length.group(1))) if length else b""
+    if re.search(rb"\r\nconnection:\s*close", head, re.I):
+        writer.close()
     return status, body
+
+
+def usable(conn: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None,
+           ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
+    """The connection for the next request, or None when the last answer closed it."""
+    return None if conn is None or conn[1].is_closing() else conn
 
 
 async def http_client(load: Load, path: str, port: int = NGINX_PORT) -> None:
     """GETs one after the other on one keep-alive connection (see the rules above)."""
     conn: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
     while not load.stop.is_set():
+        conn = usable(conn)
         reused = conn is not None
         request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Request-ID: {load.request_id()}\r\n\r\n".encode()
         sent = time.monotonic()

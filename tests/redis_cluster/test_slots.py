@@ -27,7 +27,7 @@ from drivers.redis.slots import (
     parse_slots,
 )
 
-HERE = Address("10.0.0.9", 7000)   # the node that "answered" in the parsing tests
+HERE = Address("127.0.0.9", 7000)   # the node that "answered" in the parsing tests (on this machine)
 
 
 def test_the_checksum_is_crc16_xmodem() -> None:
@@ -105,7 +105,7 @@ def test_the_first_key_of_a_command(args: list[Any], key: Any) -> None:
 @pytest.mark.parametrize(("message", "redirect"), [
     ("MOVED 3999 127.0.0.1:6381", Redirect(RedirectKind.MOVED, 3999, Address("127.0.0.1", 6381))),
     ("ASK 3999 127.0.0.1:6381", Redirect(RedirectKind.ASK, 3999, Address("127.0.0.1", 6381))),
-    ("MOVED 0 :7001", Redirect(RedirectKind.MOVED, 0, Address("10.0.0.9", 7001))),   # endpoint unknown
+    ("MOVED 0 :7001", Redirect(RedirectKind.MOVED, 0, Address("127.0.0.9", 7001))),   # endpoint unknown
     ("MOVED 16383 ::1:7002", Redirect(RedirectKind.MOVED, 16383, Address("::1", 7002))),
     ("MOVED 16384 127.0.0.1:7000", None),
     ("MOVED x 127.0.0.1:7000", None),
@@ -145,6 +145,22 @@ def test_cluster_shards_becomes_a_slot_table() -> None:
     assert set(table.nodes) == {*table.primaries, *first.replicas, *third.replicas}
 
 
+def test_loopback_addresses_from_a_node_reached_elsewhere_are_that_nodes_host() -> None:
+    """Nodes announcing 127.0.0.1, reached from another namespace or machine at 10.77.0.1."""
+    far = Address("10.77.0.1", 17000)
+    table = parse_shards(SHARDS_REPLY, far)
+    assert table.shard(0) == Shard(Address("10.77.0.1", 7000), (Address("10.77.0.1", 7005),))
+    assert table.shard(16383) == Shard(Address("10.77.0.1", 7002),
+                                       (Address("10.77.0.1", 7004), Address("db7", 7007)))   # a name: kept
+    slots = parse_slots([[0, 16383, [b"127.0.0.1", 7000, b"id0", []], [b"::1", 7005, b"id5", []]]], far)
+    assert slots.shard(0) == Shard(Address("10.77.0.1", 7000), (Address("10.77.0.1", 7005),))
+    for message, address in (("MOVED 5 127.0.0.1:17001", Address("10.77.0.1", 17001)),
+                             ("ASK 5 localhost:17001", Address("10.77.0.1", 17001)),
+                             ("MOVED 5 10.0.0.3:17001", Address("10.0.0.3", 17001))):
+        redirect = parse_redirect(message, far)
+        assert redirect is not None and redirect.address == address, message
+
+
 def test_cluster_shards_as_resp3_maps_reads_the_same() -> None:
     def as_map(flat: list[Any]) -> dict[Any, Any]:
         return {flat[i]: flat[i + 1] for i in range(0, len(flat), 2)}
@@ -162,7 +178,7 @@ def test_cluster_slots_becomes_a_slot_table_with_a_primarys_ranges_together() ->
     table = parse_slots(reply, HERE)
     assert table.shard(0) is table.shard(16383)
     assert table.shard(0) == Shard(Address("127.0.0.1", 7000), (Address("127.0.0.1", 7005),))
-    assert table.shard(5461) == Shard(Address("10.0.0.9", 7001))
+    assert table.shard(5461) == Shard(Address("127.0.0.9", 7001))
     assert table.covered == SLOTS
 
 
