@@ -45,17 +45,24 @@ def hosts_cmd(*args: str, timeout: float = 60, env: dict[str, str] | None = None
     return run_stack("hosts", *args, timeout=timeout, env=env)
 
 
-@pytest.fixture(scope="module")
-def hosts(stack: None) -> Iterator[list[Host]]:
-    """``hosts up --hosts 3 --workers 2``; afterwards ``hosts down``, and nothing of ours is left."""
+def hosts_running(env: dict[str, str] | None = None) -> Iterator[list[Host]]:
+    """``hosts up --hosts 3 --workers 2`` (with ``env`` in the hosts' environment, hosts of another
+    environment removed first); afterwards ``hosts down``, and nothing of ours is left."""
     try:
-        done = hosts_cmd("up", "--hosts", "3", "--workers", "2")
+        if env:
+            hosts_cmd("down")
+        done = hosts_cmd("up", "--hosts", "3", "--workers", "2", env=env)
         assert done.returncode == 0, f"hosts up failed:\n{done.stdout}\n{done.stderr}"
         yield HOSTS
     finally:
         done = hosts_cmd("down")
         assert done.returncode == 0, f"hosts down failed:\n{done.stdout}\n{done.stderr}"
         assert leftovers() == []
+
+
+@pytest.fixture(scope="module")
+def hosts(stack: None) -> Iterator[list[Host]]:
+    yield from hosts_running()
 
 
 def request(method: str, path: str, headers: dict[str, str] | None = None, *, address: str = "127.0.0.1",

@@ -200,3 +200,16 @@ async def subscribe(sub: Subscriber, channel: str, hosts: dict[str, int], stop: 
         except (OSError, InvalidHandshake, TimeoutError) as exc:
             sub.failed_handshakes.append(repr(exc))
             await asyncio.sleep(0.2)
+
+
+async def catch_up(subs: list[Subscriber], published: list[str], within_s: float) -> None:
+    """Until every subscriber has the last message published, or ``within_s`` passed."""
+    deadline = time.monotonic() + within_s
+    while any(s.received[-1:] != published[-1:] for s in subs) and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+
+
+async def cancel_all(tasks: list[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)

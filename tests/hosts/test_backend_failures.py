@@ -30,7 +30,7 @@ from drivers.redis.slots import key_slot
 from stack.hosts import NGINX_PORT, Host
 from stack.process import STATE, read_pid
 from tests.conftest import run_stack_async
-from tests.hosts.conftest import HOSTS, hosts_cmd, leftovers
+from tests.hosts.conftest import hosts_running
 from tests.hosts.load import exchange, usable
 from tests.ignite.cluster.conftest import wait_for_nodes
 from tests.redis_cluster.test_cache_failover import _owner, _slots_of
@@ -43,17 +43,8 @@ NAMESPACE = f"hostsfail{random.randrange(10**6)}"
 
 @pytest.fixture(scope="module")
 def hosts(seeded: None) -> Iterator[list[Host]]:
-    """The three hosts with the cache on the Redis Cluster; removed again whatever happens."""
-    env = {"ASYNCSTACK_CACHE__BACKEND": "redis-cluster", "ASYNCSTACK_CACHE__NAMESPACE": NAMESPACE}
-    try:
-        hosts_cmd("down")                                   # hosts of another configuration
-        done = hosts_cmd("up", "--hosts", "3", "--workers", "2", env=env)
-        assert done.returncode == 0, f"hosts up failed:\n{done.stdout}\n{done.stderr}"
-        yield HOSTS
-    finally:
-        done = hosts_cmd("down")
-        assert done.returncode == 0, f"hosts down failed:\n{done.stdout}\n{done.stderr}"
-        assert leftovers() == []
+    """The three hosts with the cache on the Redis Cluster."""
+    yield from hosts_running({"ASYNCSTACK_CACHE__BACKEND": "redis-cluster", "ASYNCSTACK_CACHE__NAMESPACE": NAMESPACE})
 
 
 @dataclass

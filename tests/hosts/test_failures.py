@@ -31,7 +31,17 @@ import pytest
 from app.settings import load_settings
 from stack.hosts import NGINX_DIR, SERVE_PORT, Host, publish_token
 from tests.hosts.conftest import kill_host, restore_hosts, signal_host, upstream
-from tests.hosts.load import Load, Subscriber, http_client, namespaces, post_client, publish, subscribe
+from tests.hosts.load import (
+    Load,
+    Subscriber,
+    cancel_all,
+    catch_up,
+    http_client,
+    namespaces,
+    post_client,
+    publish,
+    subscribe,
+)
 
 SUBSCRIBERS = 300
 GET_LOOPS = 24
@@ -158,17 +168,13 @@ async def _run(fault: Fault, hosts: list[Host]) -> tuple[Measured, Load, list[Su
             await asyncio.sleep(AFTER_S)
             load.stop.set()
             await publishing
-            deadline = time.monotonic() + 15
-            while any(s.received[-1:] != published[-1:] for s in subs) and time.monotonic() < deadline:
-                await asyncio.sleep(0.1)
+            await catch_up(subs, published, 15)
     finally:
         load.stop.set()
         stop.set()
         if not given_back:
             await asyncio.to_thread(fault.end, victim)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_all(tasks)
     await asyncio.sleep(0.5)                    # nginx writes each line when its request ends
     measured = _measure(fault, victim, load, subs, t0, t0_wall, _nginx_lines(run), restored_wall)
     return measured, load, subs, published, counter

@@ -32,7 +32,7 @@ from websockets.exceptions import InvalidHandshake
 from app.settings import load_settings
 from stack.hosts import NGINX_PORT, Host, publish_token
 from tests.conftest import run_stack_async
-from tests.hosts.load import Load, Subscriber, http_client, namespaces, publish, subscribe
+from tests.hosts.load import Load, Subscriber, cancel_all, catch_up, http_client, namespaces, publish, subscribe
 
 SUBSCRIBERS = 1000
 HTTP_CONCURRENCY = 32               # keep-alive connections, each one GET after the other
@@ -101,15 +101,11 @@ async def test_a_rolling_restart_under_load_fails_no_request_and_loses_no_messag
             load.stop.set()
             await publishing
             # every subscriber catches up with the last message, within a bound
-            deadline = time.monotonic() + 10
-            while any(s.received[-1:] != published[-1:] for s in subs) and time.monotonic() < deadline:
-                await asyncio.sleep(0.1)
+            await catch_up(subs, published, 10)
     finally:
         load.stop.set()
         stop.set()
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_all(tasks)
 
     per_host = _restart_times(done.stdout)
     reconnects = sum(len(s.hosts) - 1 for s in subs)
