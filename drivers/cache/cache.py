@@ -607,18 +607,22 @@ class Cache:
         """``await call``, telling the breaker how it went; ``_FAILED`` instead of raising."""
         try:
             result = await call
-        except (BackendUnavailable, BackendTimeout) as exc:
-            self.breaker.failure()
-            self.stats.remote_errors += 1
-            log.debug("cache: remote tier %s failed: %s", self._tier, exc)
-            return _FAILED  # type: ignore[no-any-return]
         except DriverError as exc:
-            self.breaker.success()      # it answered: it is up
-            self.stats.remote_errors += 1
-            log.warning("cache: remote tier %s refused a command: %s", self._tier, exc)
+            self._remote_failed(exc)
             return _FAILED  # type: ignore[no-any-return]
         self.breaker.success()
         return result
+
+    def _remote_failed(self, exc: DriverError) -> None:
+        """A remote call raised: unreachable or too slow counts against the breaker; any other error
+        was an answer (the tier is up)."""
+        self.stats.remote_errors += 1
+        if isinstance(exc, (BackendUnavailable, BackendTimeout)):
+            self.breaker.failure()
+            log.debug("cache: remote tier %s failed: %s", self._tier, exc)
+        else:
+            self.breaker.success()
+            log.warning("cache: remote tier %s refused a command: %s", self._tier, exc)
 
     async def _remote_read(self, key: str, count: bool = True) -> Any:
         """The remote envelope of ``key``, None when absent (or corrupt), ``_FAILED`` when it cannot be asked."""
@@ -647,12 +651,8 @@ class Cache:
                                      "was not", backend=remote.name)
         try:
             result = await method(arg)
-        except (BackendUnavailable, BackendTimeout):
-            self.breaker.failure()
-            self.stats.remote_errors += 1
-            raise
-        except DriverError:
-            self.stats.remote_errors += 1
+        except DriverError as exc:
+            self._remote_failed(exc)
             raise
         self.breaker.success()
         return result

@@ -1,4 +1,4 @@
-"""The cache's tests: a started client on the stack's Redis."""
+"""The cache's tests: a started client on the stack's Redis; ``cluster``, the three-node Ignite cluster's addresses."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import pytest
 
 from app.settings import Settings
 from drivers.redis import RedisClient
+from tests.ignite.cluster.conftest import cluster  # noqa: F401  (a fixture, shared with the Ignite cluster tests)
 
 
 @pytest.fixture

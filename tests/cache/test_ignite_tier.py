@@ -12,24 +12,15 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from app.settings import IGNITE_CLIENT_PORT, STACK_HOST, Settings
+from app.settings import STACK_HOST
 from drivers.cache.remote.base import RemoteTier
 from drivers.cache.remote.ignite import REMOVE_BATCH, SCAN_PAGE, IgniteTier
 from drivers.errors import BackendUnavailable, InterfaceError
 from drivers.ignite import CacheConfig, Client, PeekMode
-from tests.conftest import free_port, run_stack
+from tests.conftest import free_port
 
-NODES = [(STACK_HOST, IGNITE_CLIENT_PORT + i) for i in range(3)]
 SHORT_MS = 300
 LONG_MS = 60_000
-
-
-@pytest.fixture(scope="session")
-def cluster(settings: Settings) -> list[tuple[str, int]]:
-    done = run_stack("up", "ignite", "--ignite-nodes", "3")
-    if done.returncode != 0:
-        pytest.fail(f"the three-node cluster did not come up:\n{done.stdout}\n{done.stderr}")
-    return NODES
 
 
 @pytest.fixture
