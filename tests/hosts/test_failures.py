@@ -216,8 +216,11 @@ def _assert_bounds(name: str, m: Measured) -> None:
     assert m.failed_gets + m.failed_posts <= GET_LOOPS + POST_LOOPS + m.later_tries, m
     assert m.failed_posts <= POST_LOOPS + m.later_tries, m
     if name == "kill":
-        # the host's kernel refuses or resets at once: every GET is tried again elsewhere, no wait
-        assert m.failed_gets == 0 and m.retried >= 1 and m.last_failure_s < 2 and m.reconnected_within_s < 5, m
+        # the host's kernel refuses or resets at once: a GET is tried again elsewhere, no wait (all
+        # of them in the runs measured; one whose answer had begun to come back when the host died
+        # could not be, so two are allowed; the runs measured sent 7-24 requests to the dead host,
+        # all of them tried again elsewhere)
+        assert m.failed_gets <= 2 and m.retried >= 1 and m.last_failure_s < 2 and m.reconnected_within_s < 5, m
         assert m.later_tries <= FAULTS[name].lasts_s / 5 + 2, m       # one try per fail_timeout (5 s)
     else:
         # nothing comes back: what was sent to the host waits for nginx's proxy_read_timeout (10 s),
