@@ -1,8 +1,9 @@
-"""``python -m stack hosts up|down|status|restart --rolling``: the service on simulated hosts, behind nginx.
+"""``python -m stack hosts up|down|status|restart --rolling``: the service on simulated hosts, behind a balancer.
 
 Each simulated host is a network namespace running ``python -m app serve`` on an address of its
-own; the namespaces hang off one Linux bridge in the root namespace, and nginx, in the root
-namespace, balances over them (``deploy/nginx.conf.template``, docs/deploy.md)::
+own; the namespaces hang off one Linux bridge in the root namespace, and nginx (or HAProxy with
+``up --balancer haproxy``: stack/haproxy.py), in the root namespace, balances over them
+(``deploy/nginx.conf.template``, docs/deploy.md)::
 
     client -> nginx 127.0.0.1:18080 -> bridge 10.77.0.1 -> asyncstack-h0 10.77.0.11:8888, h1 .12, ...
                                                         <- backends at 10.77.0.1:<port>, DNAT to 127.0.0.1
@@ -22,9 +23,11 @@ Rules of this file:
 - Every external command and every wait has a deadline; a failed step raises ``SetupFailed`` naming
   it.  Without root or without ``ip`` nothing is changed: the error says so and the exit is 1.
 - ``render_nginx`` is pure (a template in, a config out), usable for real hosts as well.
-- ``restart --rolling`` takes one host at a time out of nginx (``down`` in its config, a graceful
-  reload), lets its server drain and exit on SIGTERM, starts it again as ``up`` does, and puts it
-  back once its ``/readyz`` answers 200; each phase is bounded and a failure names the host and phase.
+- ``restart --rolling`` takes one host at a time out of the balancer (nginx: ``down`` in its config,
+  a graceful reload; HAProxy: ``drain`` with its checks off, through the admin socket), lets its
+  server drain and exit on SIGTERM, starts it again as ``up`` does, and puts it back once its
+  ``/readyz`` answers 200; each phase is bounded and a failure names the host and phase.
+- One balancer at a time, on the same address; ``.stack/hosts/balancer`` names the one ``up`` started.
 """
 
 from __future__ import annotations
@@ -45,6 +48,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app.settings import REDIS_CLUSTER_PORTS, Settings, load_settings
+from stack.haproxy import BACKEND as HAPROXY_BACKEND
+from stack.haproxy import HAProxy, render_haproxy, server_name
 from stack.process import ROOT, STATE, SetupFailed, alive, read_pid, run, spawn, stop, tail
 from stack.services import _policy_rc_denies_autostart, apt_install
 
@@ -438,10 +443,46 @@ def _terminate(pids: list[int], grace_s: float) -> None:
 
 # -- the commands ----------------------------------------------------------------------------------
 
-def up(settings: Settings, count: int, workers: int) -> int:
+# -- the balancer: nginx, or HAProxy -------------------------------------------------------------
+
+BALANCERS = ("nginx", "haproxy")
+BALANCER_FILE = DIR / "balancer"
+HAPROXY = HAProxy(DIR / "haproxy")
+
+
+def balancer() -> str:
+    """The balancer ``up`` last started (nginx unless it was told otherwise)."""
+    try:
+        name = BALANCER_FILE.read_text().strip()
+    except OSError:
+        return "nginx"
+    return name if name in BALANCERS else "nginx"
+
+
+def _upstream(h: Host) -> str:
+    return f"{h.address}:{SERVE_PORT}"
+
+
+def _start_haproxy(hosts: list[Host]) -> None:
+    """Start HAProxy (again, when the host list changed), then wait until it calls every host UP."""
+    upstreams = [_upstream(h) for h in hosts]
+    listen, bind = f"127.0.0.1:{NGINX_PORT}", BRIDGE_IP
+    wanted = render_haproxy(upstreams, listen=listen, bind=bind, state=str(HAPROXY.dir))
+    if HAPROXY.pid() is not None and (not HAPROXY.conf.is_file() or HAPROXY.conf.read_text() != wanted):
+        HAPROXY.stop()
+    HAPROXY.start(upstreams, listen=listen, bind=bind)
+    for u in upstreams:
+        HAPROXY.wait_status(u, "UP")
+
+
+def up(settings: Settings, count: int, workers: int, using: str | None = None) -> int:
+    """Hosts and a balancer; ``using`` None keeps the balancer of the hosts already up (nginx after ``down``)."""
     _require_root()
+    using = using or balancer()
     if not 1 <= count <= 200:
         raise SetupFailed(f"hosts: --hosts must be 1..200, not {count}")
+    if using not in BALANCERS:
+        raise SetupFailed(f"hosts: --balancer must be one of {', '.join(BALANCERS)}, not {using}")
     DIR.mkdir(parents=True, exist_ok=True)
     hosts = [Host(i) for i in range(count)]
     env, ports = _host_env(settings)
@@ -449,8 +490,14 @@ def up(settings: Settings, count: int, workers: int) -> int:
     _network(hosts, ports)
     started = [_start_host(h, workers, env) for h in hosts]
     _wait_healthy(hosts)
-    _start_nginx(hosts, reload=any(started))
-    print(f"  {count} hosts and nginx up in {time.monotonic() - began:.1f} s; "
+    if using == "haproxy":
+        _stop_nginx()
+        _start_haproxy(hosts)
+    else:
+        HAPROXY.stop()
+        _start_nginx(hosts, reload=any(started))
+    BALANCER_FILE.write_text(using + "\n")
+    print(f"  {count} hosts and {using} up in {time.monotonic() - began:.1f} s; "
           f"http://127.0.0.1:{NGINX_PORT}/", flush=True)
     return status()
 
@@ -465,8 +512,9 @@ def restart_rolling(settings: Settings, workers: int) -> int:
     """
     _require_root()
     hosts = sorted((h for h in map(_host_of, our_namespaces()) if h.index >= 0), key=lambda h: h.index)
-    if not hosts or nginx_pid() is None:
-        raise SetupFailed("hosts restart: no hosts behind a running nginx (python -m stack hosts up)")
+    using = balancer()
+    if not hosts or (nginx_pid() if using == "nginx" else HAPROXY.pid()) is None:
+        raise SetupFailed(f"hosts restart: no hosts behind a running {using} (python -m stack hosts up)")
     env, _ = _host_env(settings)
     s = settings.server
     exit_within_s = s.shutdown_grace_s + s.shutdown_timeout_s + settings.ws.close_timeout_s + 5.0
@@ -485,15 +533,26 @@ def restart_rolling(settings: Settings, workers: int) -> int:
             _wait_healthy([h], "/readyz")
 
         def out(h: Host = h) -> None:
-            _start_nginx(hosts, reload=True, down=[h], wait_gone=False)
+            if using == "haproxy":
+                # sent nothing new, what it holds goes on ("maint" and a failing check would mark it
+                # down, and on-marked-down cuts its requests and WebSockets before it closes them)
+                HAPROXY.set_state(_upstream(h), "drain")
+                HAPROXY.command(f"disable health {HAPROXY_BACKEND}/{server_name(_upstream(h))}")
+            else:
+                _start_nginx(hosts, reload=True, down=[h], wait_gone=False)
 
-        def back() -> None:
-            _start_nginx(hosts, reload=True, wait_gone=False)
+        def back(h: Host = h) -> None:
+            if using == "haproxy":
+                HAPROXY.command(f"enable health {HAPROXY_BACKEND}/{server_name(_upstream(h))}")
+                HAPROXY.set_state(_upstream(h), "ready")
+                HAPROXY.wait_status(_upstream(h), "UP")     # its health checks pass again
+            else:
+                _start_nginx(hosts, reload=True, wait_gone=False)
 
-        took = [_phase(h, "out of nginx", out), _phase(h, "drain and exit", drain),
-                _phase(h, "start until /readyz 200", start), _phase(h, "back into nginx", back)]
-        print(f"  h{h.index} {h.netns}: out of nginx {took[0]:.2f} s, drained and exited {took[1]:.2f} s, "
-              f"started and ready {took[2]:.2f} s, back in nginx {took[3]:.2f} s; {sum(took):.2f} s", flush=True)
+        took = [_phase(h, f"out of {using}", out), _phase(h, "drain and exit", drain),
+                _phase(h, "start until /readyz 200", start), _phase(h, f"back into {using}", back)]
+        print(f"  h{h.index} {h.netns}: out of {using} {took[0]:.2f} s, drained and exited {took[1]:.2f} s, "
+              f"started and ready {took[2]:.2f} s, back in {using} {took[3]:.2f} s; {sum(took):.2f} s", flush=True)
     print(f"  {len(hosts)} hosts restarted one at a time in {time.monotonic() - began:.1f} s", flush=True)
     return 0
 
@@ -505,7 +564,7 @@ def _phase(h: Host, name: str, step: Callable[[], None]) -> float:
         step()
     except SetupFailed as exc:
         raise SetupFailed(f"restart of host {h.netns} ({h.address}), phase '{name}': {exc}\n"
-                          f"The host is left out of nginx; `python -m stack hosts up` starts it again and "
+                          f"The host is left out of the balancer; `python -m stack hosts up` starts it again and "
                           f"puts it back.") from None
     return time.monotonic() - began
 
@@ -542,6 +601,10 @@ def down() -> int:
     pid = _stop_nginx()
     if pid is not None:
         print(f"  stopped nginx (pid {pid})")
+    pid = HAPROXY.stop()
+    if pid is not None:
+        print(f"  stopped haproxy (pid {pid})")
+    BALANCER_FILE.unlink(missing_ok=True)
     for netns in our_namespaces():
         _remove_namespace(netns)
     # The veths go with their namespaces, a moment later (the kernel cleans a namespace up in the
@@ -590,9 +653,10 @@ def status() -> int:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows if namespaces else []:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
-    pid = nginx_pid()
-    print(f"nginx  127.0.0.1:{NGINX_PORT}  " + (f"running (pid {pid}, {NGINX_CONF.relative_to(ROOT)})"
-                                                if pid else "not running"))
+    using = balancer()
+    pid, conf = (nginx_pid(), NGINX_CONF) if using == "nginx" else (HAPROXY.pid(), HAPROXY.conf)
+    print(f"{using}  127.0.0.1:{NGINX_PORT}  " + (f"running (pid {pid}, {conf.relative_to(ROOT)})"
+                                                 if pid else "not running"))
     if not namespaces:
         print("no hosts (python -m stack hosts up)")
     return 1 if bad or not namespaces or pid is None else 0
@@ -600,17 +664,21 @@ def status() -> int:
 
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="python -m stack hosts",
-                                description="The service on simulated hosts (network namespaces) behind nginx.")
+                                description="The service on simulated hosts (network namespaces) behind nginx "
+                                            "or HAProxy.")
     p.add_argument("action", choices=["up", "down", "status", "restart"])
     p.add_argument("--hosts", type=int, default=3, help="simulated hosts (up only)")
     p.add_argument("--workers", type=int, default=2,
                    help="serve processes per host (up; restart: for a host whose server was not running)")
+    p.add_argument("--balancer", choices=BALANCERS,
+                   help="up: nginx (passive health; the default), or haproxy (active checks of /readyz); "
+                        "without it, the hosts already up keep theirs")
     p.add_argument("--rolling", action="store_true",
                    help="restart: one host at a time, each out of nginx while it restarts (required)")
     args = p.parse_args(argv)
     try:
         if args.action == "up":
-            return up(load_settings(), args.hosts, args.workers)
+            return up(load_settings(), args.hosts, args.workers, args.balancer)
         if args.action == "restart":
             if not args.rolling:
                 p.error("restart needs --rolling (one host at a time; restarting all at once is `down` then `up`)")

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from stack.hosts import NFT_TABLE, NGINX_CONF, NGINX_DIR, NGINX_PORT, PREFIX, SERVE_PORT, SUBNET, Host
+from stack.hosts import HAPROXY, NFT_TABLE, NGINX_CONF, NGINX_DIR, NGINX_PORT, PREFIX, SERVE_PORT, SUBNET, Host
 from tests.conftest import run_stack
 
 HOSTS = [Host(i) for i in range(3)]
@@ -32,7 +32,7 @@ def leftovers() -> list[str]:
             text = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        if str(NGINX_CONF) in text or f"--host {SUBNET}." in text:
+        if str(NGINX_CONF) in text or str(HAPROXY.conf) in text or f"--host {SUBNET}." in text:
             found.append(f"process {cmdline.parent.name}: {text[:100]}")
     return found
 
@@ -45,13 +45,13 @@ def hosts_cmd(*args: str, timeout: float = 60, env: dict[str, str] | None = None
     return run_stack("hosts", *args, timeout=timeout, env=env)
 
 
-def hosts_running(env: dict[str, str] | None = None) -> Iterator[list[Host]]:
-    """``hosts up --hosts 3 --workers 2`` (with ``env`` in the hosts' environment, hosts of another
-    environment removed first); afterwards ``hosts down``, and nothing of ours is left."""
+def hosts_running(env: dict[str, str] | None = None, balancer: str = "nginx") -> Iterator[list[Host]]:
+    """``hosts up --hosts 3 --workers 2 --balancer ...`` (with ``env`` in the hosts' environment, hosts of
+    another environment removed first); afterwards ``hosts down``, and nothing of ours is left."""
     try:
         if env:
             hosts_cmd("down")
-        done = hosts_cmd("up", "--hosts", "3", "--workers", "2", env=env)
+        done = hosts_cmd("up", "--hosts", "3", "--workers", "2", "--balancer", balancer, env=env)
         assert done.returncode == 0, f"hosts up failed:\n{done.stdout}\n{done.stderr}"
         yield HOSTS
     finally:

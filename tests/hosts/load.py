@@ -40,6 +40,7 @@ class Load:
     failed_at: list[float] = field(default_factory=list)        # monotonic time each failure was seen
     slow: list[tuple[float, float]] = field(default_factory=list)  # (sent at, seconds) of answers over 1 s
     resent: int = 0
+    posts_sent: int = 0
     posts_ok: int = 0
     posts_failed: list[str] = field(default_factory=list)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
@@ -127,6 +128,7 @@ async def post_once(path: str, body: bytes, *, request_id: str, headers: str = "
 async def post_client(load: Load, path: str) -> None:
     """POSTs one after the other, each once: those answered 200 and those that failed are counted."""
     while not load.stop.is_set():
+        load.posts_sent += 1
         try:
             status, answer = await post_once(path, b"{}", request_id=load.request_id())
         except (OSError, asyncio.IncompleteReadError, TimeoutError) as exc:
