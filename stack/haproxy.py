@@ -59,13 +59,16 @@ class HAProxy:
         return running.pid if running else None
 
     def start(self, upstreams: list[str], *, listen: str, bind: str) -> None:
-        """Write the config and start HAProxy unless it runs (a running one keeps its state: servers are
-        changed through the admin socket)."""
+        """Write the config and start HAProxy unless it runs with that config (a running one keeps its
+        state: servers are changed through the admin socket); one with another config is restarted."""
         if shutil.which("haproxy") is None:
             _policy_rc_denies_autostart()
             apt_install("haproxy")
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.conf.write_text(render_haproxy(upstreams, listen=listen, bind=bind, state=str(self.dir)))
+        conf = render_haproxy(upstreams, listen=listen, bind=bind, state=str(self.dir))
+        if self.pid() is not None and (not self.conf.is_file() or self.conf.read_text() != conf):
+            self.stop()
+        self.conf.write_text(conf)
         run(["haproxy", "-c", "-q", "-f", str(self.conf)], what=f"checking {self.conf}", timeout=STEP_TIMEOUT_S)
         if self.pid() is None:
             spawn(["haproxy", "-db", "-f", str(self.conf)], log_file=self.log_file, pid_file=self.pid_file,
@@ -104,6 +107,10 @@ class HAProxy:
     def set_state(self, upstream: str, state: str) -> None:
         """``ready``, ``drain`` or ``maint`` for one server."""
         self.command(f"set server {BACKEND}/{server_name(upstream)} state {state}")
+
+    def set_checks(self, upstream: str, *, enabled: bool) -> None:
+        """Turn one server's health checks on or off."""
+        self.command(f"{'enable' if enabled else 'disable'} health {BACKEND}/{server_name(upstream)}")
 
     def server_status(self, upstream: str) -> str:
         """The server's status as the stats show it: UP, DOWN, MAINT, ... ("" if unknown)."""

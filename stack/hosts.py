@@ -48,8 +48,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app.settings import REDIS_CLUSTER_PORTS, Settings, load_settings
-from stack.haproxy import BACKEND as HAPROXY_BACKEND
-from stack.haproxy import HAProxy, render_haproxy, server_name
+from stack.haproxy import HAProxy
 from stack.process import ROOT, STATE, SetupFailed, alive, read_pid, run, spawn, stop, tail
 from stack.services import _policy_rc_denies_autostart, apt_install
 
@@ -83,6 +82,11 @@ class Host:
     @property
     def address(self) -> str:
         return f"{SUBNET}.{11 + self.index}"
+
+    @property
+    def upstream(self) -> str:
+        """Where the balancer reaches the host's server."""
+        return f"{self.address}:{SERVE_PORT}"
 
     @property
     def dir(self) -> Path:
@@ -355,9 +359,9 @@ def _start_nginx(hosts: list[Host], *, reload: bool, down: Collection[Host] = ()
         _policy_rc_denies_autostart()
         apt_install("nginx")
     (NGINX_DIR / "tmp").mkdir(parents=True, exist_ok=True)
-    conf = render_nginx([f"{h.address}:{SERVE_PORT}" for h in hosts], listen=f"127.0.0.1:{NGINX_PORT}",
+    conf = render_nginx([h.upstream for h in hosts], listen=f"127.0.0.1:{NGINX_PORT}",
                         bind=BRIDGE_IP, state=str(NGINX_DIR), user=getpass.getuser(),
-                        down={f"{h.address}:{SERVE_PORT}" for h in down})
+                        down={h.upstream for h in down})
     changed = not NGINX_CONF.is_file() or NGINX_CONF.read_text() != conf
     NGINX_CONF.write_text(conf)
     run(_nginx_argv("-t", "-q"), what=f"checking {NGINX_CONF}", timeout=STEP_TIMEOUT_S)
@@ -459,18 +463,10 @@ def balancer() -> str:
     return name if name in BALANCERS else "nginx"
 
 
-def _upstream(h: Host) -> str:
-    return f"{h.address}:{SERVE_PORT}"
-
-
 def _start_haproxy(hosts: list[Host]) -> None:
     """Start HAProxy (again, when the host list changed), then wait until it calls every host UP."""
-    upstreams = [_upstream(h) for h in hosts]
-    listen, bind = f"127.0.0.1:{NGINX_PORT}", BRIDGE_IP
-    wanted = render_haproxy(upstreams, listen=listen, bind=bind, state=str(HAPROXY.dir))
-    if HAPROXY.pid() is not None and (not HAPROXY.conf.is_file() or HAPROXY.conf.read_text() != wanted):
-        HAPROXY.stop()
-    HAPROXY.start(upstreams, listen=listen, bind=bind)
+    upstreams = [h.upstream for h in hosts]
+    HAPROXY.start(upstreams, listen=f"127.0.0.1:{NGINX_PORT}", bind=BRIDGE_IP)
     for u in upstreams:
         HAPROXY.wait_status(u, "UP")
 
@@ -536,16 +532,16 @@ def restart_rolling(settings: Settings, workers: int) -> int:
             if using == "haproxy":
                 # sent nothing new, what it holds goes on ("maint" and a failing check would mark it
                 # down, and on-marked-down cuts its requests and WebSockets before it closes them)
-                HAPROXY.set_state(_upstream(h), "drain")
-                HAPROXY.command(f"disable health {HAPROXY_BACKEND}/{server_name(_upstream(h))}")
+                HAPROXY.set_state(h.upstream, "drain")
+                HAPROXY.set_checks(h.upstream, enabled=False)
             else:
                 _start_nginx(hosts, reload=True, down=[h], wait_gone=False)
 
         def back(h: Host = h) -> None:
             if using == "haproxy":
-                HAPROXY.command(f"enable health {HAPROXY_BACKEND}/{server_name(_upstream(h))}")
-                HAPROXY.set_state(_upstream(h), "ready")
-                HAPROXY.wait_status(_upstream(h), "UP")     # its health checks pass again
+                HAPROXY.set_checks(h.upstream, enabled=True)
+                HAPROXY.set_state(h.upstream, "ready")
+                HAPROXY.wait_status(h.upstream, "UP")       # its health checks pass again
             else:
                 _start_nginx(hosts, reload=True, wait_gone=False)
 
@@ -649,7 +645,7 @@ def status() -> int:
         except OSError as exc:
             ready = f"no answer ({exc.strerror or exc})"
         bad += not ready.startswith("200")
-        rows.append((f"h{h.index}", netns, f"{h.address}:{SERVE_PORT}", pids, ready))
+        rows.append((f"h{h.index}", netns, h.upstream, pids, ready))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows if namespaces else []:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from stack.hosts import HAPROXY, NFT_TABLE, NGINX_CONF, NGINX_DIR, NGINX_PORT, PREFIX, SERVE_PORT, SUBNET, Host
+from stack.hosts import HAPROXY, NFT_TABLE, NGINX_CONF, NGINX_DIR, NGINX_PORT, PREFIX, SUBNET, Host
 from tests.conftest import run_stack
 
 HOSTS = [Host(i) for i in range(3)]
@@ -97,9 +97,6 @@ def nginx_lines(text: str, *, expect: int = 1, within_s: float = 3) -> list[dict
             return lines
         time.sleep(0.05)
 
-
-def upstream(host: Host) -> str:
-    return f"{host.address}:{SERVE_PORT}"
 
 
 def signal_host(host: Host, sig: signal.Signals) -> list[int]:

@@ -68,48 +68,63 @@ async def exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, r
     return status, body
 
 
-def usable(conn: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None,
-           ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
-    """The connection for the next request, or None when the last answer closed it."""
-    return None if conn is None or conn[1].is_closing() else conn
+class KeepAlive:
+    """One keep-alive connection to the balancer, opened again whenever it was closed."""
+
+    def __init__(self, port: int = NGINX_PORT) -> None:
+        self.port = port
+        self._conn: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+
+    async def send(self, request: bytes, timeout_s: float = ANSWER_S) -> tuple[int, bytes] | None:
+        """The answer to ``request``; None when the connection, reused, closed before any byte of the
+        answer (send it again: see the rules above).  Any other failure raises (``OSError``,
+        ``asyncio.IncompleteReadError``, ``TimeoutError``), the connection closed."""
+        if self._conn is not None and self._conn[1].is_closing():   # the last answer said Connection: close
+            self._conn = None
+        reused = self._conn is not None
+        try:
+            if self._conn is None:
+                self._conn = await asyncio.open_connection("127.0.0.1", self.port)
+            return await asyncio.wait_for(exchange(*self._conn, request), timeout_s)
+        except (asyncio.IncompleteReadError, OSError, TimeoutError) as exc:
+            self.close()
+            nothing = not isinstance(exc, asyncio.IncompleteReadError) or not exc.partial
+            if reused and nothing and not isinstance(exc, TimeoutError):
+                return None
+            raise
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn[1].close()
+            self._conn = None
 
 
 async def http_client(load: Load, path: str, port: int = NGINX_PORT) -> None:
     """GETs one after the other on one keep-alive connection (see the rules above)."""
-    conn: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
-    while not load.stop.is_set():
-        conn = usable(conn)
-        reused = conn is not None
-        request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Request-ID: {load.request_id()}\r\n\r\n".encode()
-        sent = time.monotonic()
-        try:
-            if conn is None:
-                conn = await asyncio.open_connection("127.0.0.1", port)
-            status, _ = await asyncio.wait_for(exchange(*conn, request), ANSWER_S)
-        except (asyncio.IncompleteReadError, OSError) as exc:
-            if conn is not None:
-                conn[1].close()
-            conn = None
-            nothing = not isinstance(exc, asyncio.IncompleteReadError) or not exc.partial
-            if reused and nothing:
-                load.resent += 1
-            else:
+    conn = KeepAlive(port)
+    try:
+        while not load.stop.is_set():
+            request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Request-ID: {load.request_id()}\r\n\r\n".encode()
+            sent = time.monotonic()
+            try:
+                answer = await conn.send(request)
+            except TimeoutError:
+                load.fail(f"GET {path}: no answer within {ANSWER_S:.0f} s")
+                continue
+            except (asyncio.IncompleteReadError, OSError) as exc:
                 load.fail(f"GET {path}: {exc!r}")
-            continue
-        except TimeoutError:
-            load.fail(f"GET {path}: no answer within {ANSWER_S:.0f} s")
-            if conn is not None:
-                conn[1].close()
-            conn = None
-            continue
-        took = time.monotonic() - sent
-        if took > 1:
-            load.slow.append((sent, took))
-        load.statuses[status] += 1
-        if status != 200:
-            load.fail(f"GET {path}: {status}")
-    if conn is not None:
-        conn[1].close()
+                continue
+            if answer is None:
+                load.resent += 1
+                continue
+            took = time.monotonic() - sent
+            if took > 1:
+                load.slow.append((sent, took))
+            load.statuses[answer[0]] += 1
+            if answer[0] != 200:
+                load.fail(f"GET {path}: {answer[0]}")
+    finally:
+        conn.close()
 
 
 async def post_once(path: str, body: bytes, *, request_id: str, headers: str = "", address: str = "127.0.0.1",

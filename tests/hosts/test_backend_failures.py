@@ -26,12 +26,13 @@ import pytest
 
 from app.settings import IGNITE_CLIENT_PORT, load_settings
 from drivers.ignite import Client
+from drivers.mysql import MySQLClient
 from drivers.redis.slots import key_slot
-from stack.hosts import NGINX_PORT, Host
+from stack.hosts import Host
 from stack.process import STATE, read_pid
 from tests.conftest import run_stack_async
 from tests.hosts.conftest import hosts_running
-from tests.hosts.load import exchange, usable
+from tests.hosts.load import KeepAlive
 from tests.ignite.cluster.conftest import wait_for_nodes
 from tests.redis_cluster.test_cache_failover import _owner, _slots_of
 from tests.redis_cluster.test_failover import node_state, start_again, wait_until_healthy
@@ -71,26 +72,19 @@ class Seen:
 
 
 async def _loop(seen: Seen, request: Callable[[], bytes], stop: asyncio.Event) -> None:
-    """Requests one after the other on a keep-alive connection through nginx."""
-    conn: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
-    while not stop.is_set():
-        conn = usable(conn)
-        reused = conn is not None
-        try:
-            if conn is None:
-                conn = await asyncio.open_connection("127.0.0.1", NGINX_PORT)
-            status, body = await asyncio.wait_for(exchange(*conn, request()), 15)
-        except (asyncio.IncompleteReadError, OSError, TimeoutError) as exc:
-            if conn is not None:
-                conn[1].close()
-            conn = None
-            nothing = not isinstance(exc, asyncio.IncompleteReadError) or not exc.partial
-            if not (reused and nothing and not isinstance(exc, TimeoutError)):
-                seen.untyped.append(repr(exc))      # else: a kept-alive connection closed, sent again
-            continue
-        seen.record(status, body)
-    if conn is not None:
-        conn[1].close()
+    """Requests one after the other on a keep-alive connection through the balancer."""
+    conn = KeepAlive()
+    try:
+        while not stop.is_set():
+            try:
+                answer = await conn.send(request(), 15)
+            except (asyncio.IncompleteReadError, OSError, TimeoutError) as exc:
+                seen.untyped.append(repr(exc))
+                continue
+            if answer is not None:          # else: a kept-alive connection closed: sent again
+                seen.record(*answer)
+    finally:
+        conn.close()
 
 
 def _get(path: str) -> bytes:
@@ -190,7 +184,6 @@ async def test_a_redis_cluster_primary_killed_while_the_hosts_serve(hosts: list[
 
 
 async def _delete_written() -> None:
-    from drivers.mysql import MySQLClient
     mysql = MySQLClient(load_settings().mysql)
     await mysql.start()
     try:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import subprocess
 import time
 import uuid
@@ -30,7 +31,7 @@ import pytest
 
 from app.settings import load_settings
 from stack.hosts import BALANCERS, HAPROXY, NGINX_DIR, SERVE_PORT, Host, balancer, publish_token
-from tests.hosts.conftest import hosts_running, kill_host, restore_hosts, signal_host, upstream
+from tests.hosts.conftest import hosts_running, kill_host, restore_hosts, signal_host
 from tests.hosts.load import (
     Load,
     Subscriber,
@@ -64,20 +65,11 @@ def _link(host: Host, state: str) -> None:
     subprocess.run(["ip", "link", "set", host.veth, state], check=True, timeout=10)
 
 
-def _freeze(host: Host) -> None:
-    import signal
-    signal_host(host, signal.SIGSTOP)
-
-
-def _thaw(host: Host) -> None:
-    import signal
-    signal_host(host, signal.SIGCONT)
-
-
 FAULTS = {
     "kill": Fault("kill", 0, 6.0, kill_host, lambda h: restore_hosts()),
     "cut": Fault("cut", 1, 14.0, lambda h: _link(h, "down"), lambda h: _link(h, "up")),
-    "freeze": Fault("freeze", 2, 20.0, _freeze, _thaw),
+    "freeze": Fault("freeze", 2, 20.0, lambda h: signal_host(h, signal.SIGSTOP),
+                    lambda h: signal_host(h, signal.SIGCONT)),
 }
 
 
@@ -144,7 +136,7 @@ class Measured:
 
 def _measure(fault: Fault, victim: Host, load: Load, subs: list[Subscriber], t0: float, t0_wall: float,
              lines: list[Line], restored_wall: float) -> Measured:
-    target = upstream(victim)
+    target = victim.upstream
     tries = sorted(ln.start - t0_wall for ln in lines
                    if ln.tries[0] in (target, "?") and t0_wall <= ln.start < restored_wall)
     victims = [s for s in subs if s.hosts and any(h == victim.index for h in s.hosts[:1])
@@ -229,7 +221,7 @@ async def test_a_host_lost_under_load_costs_at_most_its_in_flight_requests(hosts
     lines = _lines(load.prefix)
     print(f"\n{using}, {name}: {measured}; {load.resent} GETs resent on a new connection")
     # what failed was on the victim: its answer came from it (the balancer's 502 or 504 for it)
-    victim = upstream(hosts[fault.victim])
+    victim = hosts[fault.victim].upstream
     failed = [ln for ln in lines if ln.status != 200]
     assert all(ln.tries[-1] == victim for ln in failed), failed[:5]
     # nginx sent a request to another host only when the first had not answered within 2 s: never one

@@ -13,7 +13,7 @@ import pytest
 
 from stack.hosts import HAPROXY, SERVE_PORT, Host
 from stack.process import STATE, read_pid
-from tests.hosts.conftest import hosts_running, request, upstream
+from tests.hosts.conftest import hosts_running, request
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +32,7 @@ def test_a_shared_backend_down_takes_no_host_out_of_haproxy(hosts: list[Host]) -
         while time.monotonic() < deadline:
             answers[request("GET", "/now")[0]] += 1
             time.sleep(0.05)
-        states = {HAPROXY.server_status(upstream(h)) for h in hosts}
+        states = {HAPROXY.server_status(h.upstream) for h in hosts}
     finally:
         os.kill(mongo.pid, signal.SIGCONT)
     assert ready == Counter({503: len(hosts)})     # the hosts do say a backend is down

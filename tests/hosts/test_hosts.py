@@ -33,7 +33,6 @@ from tests.hosts.conftest import (
     request,
     restore_hosts,
     signal_host,
-    upstream,
 )
 
 
@@ -87,7 +86,7 @@ def test_a_get_whose_host_refuses_connections_is_retried_on_another_host(hosts: 
         statuses = [request("GET", "/now", {"X-Request-ID": f"{run}-{n}"})[0] for n in range(6)]
         assert statuses == [200] * 6
         lines = nginx_lines(run, expect=6)
-        retried = [ln for ln in lines if ln["upstream"].startswith(upstream(refusing) + ", ")]
+        retried = [ln for ln in lines if ln["upstream"].startswith(refusing.upstream + ", ")]
         assert retried, lines
         assert all(ln["upstream_status"] == "502, 200" for ln in retried), retried
     finally:
@@ -117,7 +116,7 @@ def test_a_post_sent_to_a_host_that_then_dies_is_not_retried(hosts: list[Host]) 
         assert statuses[502] >= 1 and statuses[200] + statuses[502] == 6, (statuses, lines)
         for ln in lines:                   # one try each: the POSTs sent to the dying host were not resent
             assert "," not in ln["upstream"], ln
-            assert (ln["upstream"] == upstream(dying)) == (ln["status"] == 502), ln
+            assert (ln["upstream"] == dying.upstream) == (ln["status"] == 502), ln
         counted = subprocess.run(["redis-cli", "-p", str(load_settings().redis.port), "GET", key],
                                  capture_output=True, text=True, timeout=10, check=True).stdout.strip()
         assert int(counted) == statuses[200]   # each POST that was answered reached the service once
@@ -132,7 +131,7 @@ def test_a_get_sent_to_a_host_that_then_dies_is_retried_on_another(hosts: list[H
     try:
         statuses, lines = _held_then_killed(dying, "GET", "/now", f"get-{uuid.uuid4().hex}")
         assert statuses == Counter({200: 6}), (statuses, lines)
-        retried = [ln for ln in lines if ln["upstream"].startswith(upstream(dying) + ", ")]
+        retried = [ln for ln in lines if ln["upstream"].startswith(dying.upstream + ", ")]
         assert retried and all(ln["upstream_status"] == "502, 200" for ln in retried), lines
     finally:
         restore_hosts()
