@@ -250,7 +250,16 @@ class PipelinedRedis:
             task = self._opening = asyncio.ensure_future(self._open())
             task.add_done_callback(self._opened)
         # Shielded: one caller giving up does not cancel the attempt the others wait on.
-        return await asyncio.shield(task)
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if task.cancelled() and self._closed and not (current is not None and current.cancelling()):
+                # aclose stopped the attempt, this caller was not cancelled: a typed failure, not
+                # a cancellation leaking into a caller that did not ask for one
+                raise BackendUnavailable(f"redis {self.where}: client closed while connecting",
+                                         backend="redis") from None
+            raise
 
     def _opened(self, task: asyncio.Task[PipeConnection]) -> None:
         self._opening = None

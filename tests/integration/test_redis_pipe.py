@@ -128,6 +128,21 @@ async def test_a_command_past_its_deadline_fails_and_later_commands_stay_in_step
             await pipe.aclose()
 
 
+async def test_a_caller_waiting_for_a_connection_that_is_closed_meanwhile_gets_a_typed_error(
+        redis_address: tuple[str, int]) -> None:
+    """The cluster client closes the link of a node that left the table while requests wait for it
+    to connect; they get BackendUnavailable (which it retries elsewhere), not a CancelledError."""
+    async with Proxy(redis_address) as proxy:
+        proxy.hold_replies = True                   # the connection's SELECT waits: still connecting
+        pipe = PipelinedRedis(at(proxy.address, db=1, connect_timeout_s=5))
+        waiting = asyncio.ensure_future(pipe.execute("PING"))
+        await asyncio.sleep(0.2)
+        assert not waiting.done()
+        await pipe.aclose()
+        with pytest.raises(BackendUnavailable, match="closed while connecting"):
+            await asyncio.wait_for(waiting, 2)
+
+
 async def test_a_connection_that_stops_answering_is_closed_and_replaced(redis_address: tuple[str, int]) -> None:
     async with Proxy(redis_address) as proxy:
         pipe = PipelinedRedis(at(proxy.address, socket_timeout_s=0.6))
