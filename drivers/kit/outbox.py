@@ -8,7 +8,9 @@ Rules of this file:
   arrive in send order: a FIFO costs O(1) per request, and one timer (the
   sweep) runs every ``period_s`` = min(50 ms, timeout / 4) while anything is
   pending.  A request therefore fails at most one period after its deadline.
-  A request with its own timeout (``request_own``) goes to a heap with an exact timer.
+  A request with its own timeout (``request_own``) goes to a heap with an exact timer;
+  answered ones at its head are dropped as the next one is pushed, so the heap holds
+  what is still waiting plus a few, not every request of the last timeout.
 - The pump says which keys need no deadline any more — ``done(key)`` (a future's
   own ``done``), or ``alive(key)`` for the opposite (a table's ``__contains__``):
   C-level methods, checked once per request — and what to do with one whose
@@ -143,7 +145,12 @@ class Outbox(Generic[K]):
             self._awaiting_since = now
         when = now + timeout_s
         self._seq += 1
-        heapq.heappush(self._heap, (when, self._seq, key, timeout_s))
+        heap, waiting = self._heap, self._waiting
+        # Forget answered requests at the head now, not when its deadline comes: otherwise the heap
+        # keeps every request of the last timeout_s (and each future its reply) alive.
+        while heap and not waiting(heap[0][2]):
+            heapq.heappop(heap)
+        heapq.heappush(heap, (when, self._seq, key, timeout_s))
         if (self._timer is None or when < self._timer_at) and not self.closed:
             self._arm(when)
         if self._sweeper is None and self._stuck_after_s is not None and not self.closed:
@@ -164,6 +171,11 @@ class Outbox(Generic[K]):
             return
         transport.write(out[0] if len(out) == 1 else b"".join(out))
         self.writes += 1
+
+    @property
+    def deadlines(self) -> int:
+        """Deadlines held (requests waiting, and answered ones not yet forgotten)."""
+        return len(self._fifo) + len(self._heap)
 
     @property
     def sweeping(self) -> bool:

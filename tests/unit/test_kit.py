@@ -143,6 +143,21 @@ def test_own_timeouts_fire_in_deadline_order_whatever_the_send_order(loop: Clock
     assert expired == [2, 1]
 
 
+def test_answered_own_timeout_requests_are_forgotten_as_new_ones_are_sent(loop: ClockLoop) -> None:
+    # Requests inside a request budget all carry their own timeout: at thousands a second, keeping
+    # the answered ones until their deadline held seconds of replies alive.
+    pending: set[int] = set()
+    out: Outbox[int] = loop.run(lambda: Outbox(loop, 10.0, alive=pending.__contains__, expire=lambda key: None))
+    for key in range(1000):
+        pending.add(key)
+        loop.run(lambda k=key: out.request_own(b"x", k, 5.0 - k * 1e-4))
+        pending.discard(key)             # answered before the next is sent
+    assert out.deadlines <= 2
+    pending.add(1000)
+    loop.run(lambda: out.request_own(b"x", 1000, 5.0))
+    assert out.deadlines == 1            # the one still waiting keeps its deadline
+
+
 # -- retry (real time: the waits are a few milliseconds) ----------------------------------------------
 
 def test_backoff_is_full_jitter_under_an_exponential_cap() -> None:
