@@ -30,6 +30,11 @@ Rules of this file:
 - A request that finished is forgotten at once (delegate, handler, request): the
   cycle connection -> delegate -> handler -> request -> connection is cut, so keep-
   alive connections do not feed the garbage collector.
+- Each request starts in the connection's own context (a copy of the one the
+  connection was made in), never in the context of the request before it: what is
+  scheduled when a response finishes (the next pipelined request, the wait for the
+  read gate) runs in ``self.base_context``, since ``finish()`` is called from inside
+  the handler, where its budget and other context variables are set.
 - Timeouts are the server's sweep (``app.http.fast_server``): this file only says,
   in ``deadline``, until when the connection may stay in its current state.
 """
@@ -37,6 +42,7 @@ Rules of this file:
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import socket
 import time
@@ -302,6 +308,7 @@ class HTTP1Protocol(asyncio.Protocol):
         self._write_paused = False
         self._drain_waiters: list[asyncio.Future[None]] = []
         self._gate_task: asyncio.Task[None] | None = None
+        self.base_context = contextvars.copy_context()
 
     # -- asyncio.Protocol ------------------------------------------------------------------
 
@@ -557,7 +564,7 @@ class HTTP1Protocol(asyncio.Protocol):
         """``RequestConnection.finish``: the response is complete; on to the next request (or close)."""
         if rc.status == 101:
             # WebSocketHandler detaches right after finishing the 101; if nothing does, close.
-            self.loop.call_soon(self._upgrade_abandoned, rc)
+            self.loop.call_soon(self._upgrade_abandoned, rc, context=self.base_context.copy())
             return
         self._served += 1
         self._end_request(rc)
@@ -572,14 +579,14 @@ class HTTP1Protocol(asyncio.Protocol):
             self.parser = httptools.HttpRequestParser(self)
             tail, self._tail = self._tail, b""
             if tail:
-                self.loop.call_soon(self._feed_tail, tail)
+                self.loop.call_soon(self._feed_tail, tail, context=self.base_context.copy())
         if self.server.draining and not self._queue:
             self.close()
             return
         gate = self.gate
         if gate is not None and not gate.is_open():
             self._pause_reading()
-            self._gate_task = self.loop.create_task(self._wait_gate(gate))
+            self._gate_task = self.loop.create_task(self._wait_gate(gate), context=self.base_context.copy())
             return
         self._next()
 
@@ -606,7 +613,7 @@ class HTTP1Protocol(asyncio.Protocol):
 
     def _next(self) -> None:
         if self._queue:
-            self.loop.call_soon(self._start_queued)
+            self.loop.call_soon(self._start_queued, context=self.base_context.copy())
         else:
             self._await_request()
             if self._read_paused and not self._upgraded:

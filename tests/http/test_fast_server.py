@@ -11,6 +11,7 @@ settings through the service).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import gc
 import logging
 import random
@@ -60,8 +61,20 @@ class Chunks(tornado.web.RequestHandler):
             await self.flush()
 
 
+SEEN: contextvars.ContextVar[str] = contextvars.ContextVar("SEEN")
+
+
+class Context(tornado.web.RequestHandler):
+    """Answers what a context variable held when the request began, then sets it (as a request budget does)."""
+
+    def get(self) -> None:
+        self.write(SEEN.get("unset"))
+        SEEN.set(self.get_argument("me"))
+
+
 def _app() -> tornado.web.Application:
-    return tornado.web.Application([(r"/", Hello), (r"/slow", Slow), (r"/echo", Echo), (r"/chunks", Chunks)],
+    return tornado.web.Application([(r"/", Hello), (r"/slow", Slow), (r"/echo", Echo), (r"/chunks", Chunks),
+                                    (r"/context", Context)],
                                    log_function=lambda handler: None)
 
 
@@ -122,6 +135,20 @@ async def test_pipelined_requests_are_answered_in_order(server: tuple[FastHTTPSe
                  b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
     bodies = [(await _response(reader))[2] for _ in range(3)]
     assert bodies == [b"slow 0.2", b"slow 0.01", b"hello"]
+    writer.close()
+
+
+async def test_pipelined_requests_do_not_inherit_the_context_of_the_request_before(
+        server: tuple[FastHTTPServer, int]) -> None:
+    # A request's context variables (its budget, say) are its own: the next request on the
+    # connection, started when this one finishes, begins in the connection's context, not in its.
+    _, port = server
+    reader, writer = await _connect(port)
+    writer.write(b"".join(b"GET /context?me=%d HTTP/1.1\r\nHost: t\r\n\r\n" % i for i in range(3)))
+    bodies = [(await _response(reader))[2] for _ in range(3)]
+    assert bodies == [b"unset"] * 3
+    writer.write(b"GET /context?me=3 HTTP/1.1\r\nHost: t\r\n\r\n")     # and read after a pause
+    assert (await _response(reader))[2] == b"unset"
     writer.close()
 
 
