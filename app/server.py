@@ -37,6 +37,7 @@ from app.handlers.health import HealthHandler, ReadyHandler
 from app.handlers.metrics import MetricsHandler
 from app.handlers.now import NowHandler
 from app.handlers.status import StatusPageHandler
+from app.http.application import LeanApplication
 from app.http.fast_server import FastHTTPServer
 from app.http.tornado_server import GatedHTTPServer
 from app.settings import Settings
@@ -72,7 +73,7 @@ def make_app(ctx: Context) -> tornado.web.Application:
     routes: list[Any] = [(pattern, handler, {"ctx": ctx, "route": name}) for pattern, handler, name in ROUTES]
     w = ctx.settings.ws
     document = openapi.publish(ROUTES, ctx.settings)   # once, without I/O; a declaration that drifted fails here
-    application = tornado.web.Application(
+    application = LeanApplication(
         routes,
         default_handler_class=NotFoundHandler,
         default_handler_args={"ctx": ctx, "route": "unmatched"},

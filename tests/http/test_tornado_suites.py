@@ -33,3 +33,16 @@ def test_every_not_applicable_test_exists() -> None:
         module, cls, method = name.split(".")
         klass = getattr(importlib.import_module(f"tornado.test.{module}"), cls)
         assert callable(getattr(klass, method)), name
+
+
+def test_tornado_web_suites_pass_with_the_lean_application() -> None:
+    # The service's LeanApplication builds requests and handler tasks with less work; Tornado's own
+    # server, web and WebSocket tests, each Application they make a LeanApplication, must not tell.
+    lean_suites = ["tornado.test.httpserver_test", "tornado.test.web_test", "tornado.test.websocket_test"]
+    env = {**os.environ, "ASYNC_TEST_TIMEOUT": "10"}
+    run = subprocess.run([sys.executable, "-m", "tests.http.tornado_suites", "--lean", *lean_suites],
+                         check=False, capture_output=True, text=True, timeout=300, env=env)
+    out = run.stdout + run.stderr
+    assert run.returncode == 0, out[-4000:]
+    ran = re.search(r"Ran (\d+) tests", out)
+    assert ran and int(ran.group(1)) >= 400, out[-2000:]

@@ -5,6 +5,8 @@
 Rules of this file:
 - ``HTTPServer.configure(FastHTTPServer)`` makes every ``HTTPServer(...)`` the suites build
   (``AsyncHTTPTestCase.get_http_server``) one of ours; nothing else in the suites changes.
+- ``--lean`` also makes every ``Application`` they build the service's ``LeanApplication``
+  (``app.http.application``): Tornado's web tests then check its cheaper request path.
 - Tests that cannot apply are skipped here by name, each with its reason (``NOT_APPLICABLE``);
   everything else must pass.  ``tests/http/test_tornado_suites.py`` runs this in a subprocess.
 """
@@ -59,6 +61,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--loop", choices=["uvloop", "asyncio"], default="uvloop")
     parser.add_argument("--stock", action="store_true", help="run against Tornado's own server (a baseline)")
+    parser.add_argument("--lean", action="store_true",
+                        help="every Application the suites build is app.http.application.LeanApplication")
     args, rest = parser.parse_known_args()
     if args.loop == "uvloop":
         import uvloop
@@ -68,6 +72,12 @@ def main() -> None:
     if not args.stock:
         flags.append("--httpserver=app.http.fast_server.FastHTTPServer")
         _skip(NOT_APPLICABLE)
+    if args.lean:
+        from app.http.application import LeanApplication
+        for name in names:      # each suite's own ``Application`` name (``from tornado.web import Application``)
+            module = importlib.import_module(name)
+            if hasattr(module, "Application"):
+                module.Application = LeanApplication
     sys.argv = [sys.argv[0], *flags, *names]
     # Tornado's own runner: warnings are errors, and a test that logs anything unexpected fails.
     runtests.main()

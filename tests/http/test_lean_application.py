@@ -1,0 +1,83 @@
+"""The service's cheaper request path (``app.http.application``, ``app.handlers.base``), over real sockets.
+
+Tornado's own web suites run against ``LeanApplication`` too (``test_tornado_suites.py``); these
+check what the service's handler base changes: the template namespace built only when asked for,
+the headers set directly, and the request checks kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+import tornado.template
+
+from app.handlers.base import BaseHandler
+from app.http.application import LeanApplication, LeanRequest
+from app.http.fast_server import FastHTTPServer
+from tests.http.test_fast_server import _connect, _response
+
+pytestmark = pytest.mark.asyncio
+
+
+class Page(BaseHandler):
+    """A handler on the service's base without the service: no context, no budget."""
+
+    def initialize(self) -> None:
+        pass
+
+    def prepare(self) -> None:
+        pass
+
+    def on_finish(self) -> None:
+        pass
+
+    def get(self) -> None:
+        page = tornado.template.Template("{% module linkify(url) %} {{ type(request).__name__ }} {{ args }}")
+        args = self.get_query_argument("a", "none")
+        self.finish(page.generate(url="http://example.com", args=args, **self.get_template_namespace()))
+
+
+@pytest.fixture
+async def port() -> AsyncIterator[int]:
+    server = FastHTTPServer(LeanApplication([(r"/page", Page)], log_function=lambda handler: None))
+    server.listen(0, "127.0.0.1")
+    yield next(iter(server._sockets.values())).getsockname()[1]
+    server.stop()
+    await server.close_all_connections()
+
+
+async def test_templates_find_their_modules_and_requests_their_arguments(port: int) -> None:
+    await asyncio.sleep(0.05)
+    reader, writer = await _connect(port)
+    writer.write(b"GET /page HTTP/1.1\r\nHost: t\r\n\r\nGET /page?a=1&a=2 HTTP/1.1\r\nHost: t\r\n\r\n")
+    status, headers, body = await _response(reader)
+    assert status == 200, body
+    assert body == b'<a href="http://example.com">http://example.com</a> LeanRequest none'
+    assert len(headers["x-request-id"]) == 32 and headers["server"].startswith("TornadoServer/")
+    status, headers, body = await _response(reader)
+    assert body.endswith(b" 2")                  # with a query: Tornado's own parse
+    writer.close()
+
+
+@pytest.mark.parametrize(("head", "status"), [
+    (b"GET /page HTTP/1.1\r\n\r\n", 400),                       # no Host
+    (b"GET /page HTTP/1.1\r\nHost: a,b\r\n\r\n", 400),          # two hosts in one
+    (b"GET /page HTTP/1.1\r\nHost: a b\r\n\r\n", 400),          # not a host
+    (b"GET /page HTTP/1.0\r\n\r\n", 200),                       # HTTP/1.0 needs none
+])
+async def test_the_host_header_is_checked_as_tornado_checks_it(port: int, head: bytes, status: int) -> None:
+    await asyncio.sleep(0.05)
+    reader, writer = await _connect(port)
+    writer.write(head)
+    assert (await _response(reader))[0] == status
+    writer.close()
+
+
+async def test_a_request_without_a_query_has_empty_arguments() -> None:
+    from tornado import httputil
+    request = LeanRequest(None, None, httputil.RequestStartLine("GET", "/x", "HTTP/1.1"),  # type: ignore[arg-type]
+                          httputil.HTTPHeaders({"Host": "h:80"}))
+    assert (request.path, request.query, request.arguments, request.query_arguments) == ("/x", "", {}, {})
+    assert (request.host, request.host_name, request.protocol, request.body) == ("h:80", "h", "http", b"")
