@@ -37,6 +37,7 @@ from tornado.httputil import HTTPServerRequest
 
 from app import api, metrics
 from app.context import Context
+from app.http.headers import Headers
 from drivers import budget, limits
 from drivers.errors import (
     BackendBusy,
@@ -207,11 +208,8 @@ class BaseHandler(tornado.web.RequestHandler):
 
     def clear(self) -> None:
         """Tornado's ``clear()``, with the Date header formatted once per second and the headers set directly."""
-        headers = httputil.HTTPHeaders()
-        date = http_date()
-        headers._as_list = {"Server": [_SERVER_HEADER], "Content-Type": ["text/html; charset=UTF-8"], "Date": [date]}
-        headers._combined_cache = {"Server": _SERVER_HEADER, "Content-Type": "text/html; charset=UTF-8", "Date": date}
-        self._headers = headers
+        self._headers = Headers.of({"Server": _SERVER_HEADER, "Content-Type": "text/html; charset=UTF-8",
+                                    "Date": http_date()})
         self.set_default_headers()
         self._write_buffer = []
         self._status_code = 200

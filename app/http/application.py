@@ -11,7 +11,13 @@ Rules of this file:
     a deep copy of nothing;
   - a request without a body or a ``Content-Type`` skips the body-argument parse;
   - the handler's coroutine becomes a Task with ``loop.create_task`` instead of
-    ``gen.convert_yielded`` (and the Task is held until it is done, as Tornado holds it).
+    ``gen.convert_yielded`` (and the Task is held until it is done, as Tornado holds it);
+  - routing tries only the rules that can match the path, in their order: a rule whose
+    pattern is all literal is found by a dict lookup, one with a literal first segment
+    (``/redis/...``) by that segment; others are tried on every request.  The first rule
+    that matches wins, as in Tornado.  The index is rebuilt when rules are added; with
+    host-specific handlers (``add_handlers``) Tornado routes.
+- Request and response headers are ``app.http.headers.Headers``.
 - Anything unusual takes Tornado's own path: a query string, a handler with
   ``@stream_request_body``, ``debug`` (template and static-file reloading).
 - Private Tornado names this file uses (the Tornado suites in ``tests/http`` and the
@@ -23,13 +29,14 @@ Rules of this file:
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from typing import Any
 
 import tornado.routing
 import tornado.web
 from tornado import httputil
-from tornado.routing import _RoutingDelegate
+from tornado.routing import AnyMatches, PathMatches, Rule, _RoutingDelegate
 from tornado.web import _HandlerDelegate
 
 _running: set[asyncio.Task[None]] = set()
@@ -110,8 +117,73 @@ class _LeanHandlerDelegate(_HandlerDelegate):
         return None
 
 
+_SPECIAL = re.compile(r"[\\.^$*+?{}\[\]|()]")
+
+
+class _RouteIndex:
+    """Which of the application's path rules can match a path, in their order (see the file's header)."""
+
+    def __init__(self, rules: list[Rule]) -> None:
+        self.size = len(rules)
+        self.rules = rules
+        self.exact: dict[str, list[int]] = {}      # whole literal path -> rule positions
+        self.segment: dict[str, list[int]] = {}    # literal "/first/" segment -> rule positions
+        self.prefixed: list[tuple[str, int]] = []  # a literal prefix without a full first segment
+        self.always: list[int] = []                # not a plain path pattern: tried every time
+        for position, rule in enumerate(rules):
+            matcher = rule.matcher
+            if type(matcher) is not PathMatches or matcher.regex.flags & re.IGNORECASE:
+                self.always.append(position)
+                continue
+            pattern = matcher.regex.pattern
+            special = _SPECIAL.search(pattern)
+            prefix = pattern if special is None else pattern[:special.start()]
+            if special is not None and special.start() == len(pattern) - 1 and pattern.endswith("$"):
+                self.exact.setdefault(prefix, []).append(position)
+            elif (slash := prefix.find("/", 1)) > 0:
+                self.segment.setdefault(prefix[:slash + 1], []).append(position)
+            else:
+                self.prefixed.append((prefix, position))
+
+    def candidates(self, path: str) -> list[int]:
+        slash = path.find("/", 1)
+        found = self.exact.get(path, []) + self.segment.get(path[:slash + 1], []) if slash > 0 \
+            else list(self.exact.get(path, ()))
+        found += [position for prefix, position in self.prefixed if path.startswith(prefix)]
+        found += self.always
+        if len(found) > 1:
+            found.sort()
+        return found
+
+
 class LeanApplication(tornado.web.Application):
     """``tornado.web.Application``, building each request's objects with less work (see the file's header)."""
+
+    _route_index: _RouteIndex | None = None
+
+    def find_handler(self, request: httputil.HTTPServerRequest, **kwargs: Any) -> _HandlerDelegate:
+        default = self.default_router.rules
+        if len(default) != 1 or type(default[0].matcher) is not AnyMatches \
+                or default[0].target is not self.wildcard_router:
+            return super().find_handler(request, **kwargs)      # host-specific handlers: Tornado routes
+        rules = self.wildcard_router.rules
+        index = self._route_index
+        if index is None or index.rules is not rules or index.size != len(rules):
+            index = self._route_index = _RouteIndex(rules)
+        router = self.wildcard_router
+        for position in index.candidates(request.path):
+            rule = rules[position]
+            params = rule.matcher.match(request)
+            if params is not None:
+                if rule.target_kwargs:
+                    params["target_kwargs"] = rule.target_kwargs
+                delegate = router.get_target_delegate(rule.target, request, **params)
+                if delegate is not None:
+                    return delegate  # type: ignore[no-any-return]
+        if self.settings.get("default_handler_class"):
+            return self.get_handler_delegate(request, self.settings["default_handler_class"],
+                                             self.settings.get("default_handler_args", {}))
+        return self.get_handler_delegate(request, tornado.web.ErrorHandler, {"status_code": 404})
 
     def start_request(self, server_conn: object, request_conn: httputil.HTTPConnection) -> httputil.HTTPMessageDelegate:
         return _LeanRoutingDelegate(self, server_conn, request_conn)

@@ -58,6 +58,7 @@ from tornado.log import app_log, gen_log
 
 from app.http.gate import ReadGate
 from app.http.handoff import hand_off
+from app.http.headers import Headers
 
 log = logging.getLogger("app.http")
 
@@ -406,7 +407,7 @@ class HTTP1Protocol(asyncio.Protocol):
             raise _InputError(505, "HTTP Version Not Supported", f"HTTP/{version} is not served here")
         url = b"".join(self._url).decode("latin1")
         msg.start_line = httputil.RequestStartLine(parser.get_method().decode("latin1"), url, "HTTP/" + version)
-        headers = httputil.HTTPHeaders()
+        headers = Headers.of({})
         try:
             for raw_name, raw_value in self._raw_headers:
                 name, value = raw_name.decode("latin1"), raw_value.decode("latin1")

@@ -8,10 +8,14 @@ the headers set directly, and the request checks kept.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 import tornado.template
+from tornado import httputil
+from tornado.httpclient import AsyncHTTPClient
 
 from app.handlers.base import BaseHandler
 from app.http.application import LeanApplication, LeanRequest
@@ -76,8 +80,61 @@ async def test_the_host_header_is_checked_as_tornado_checks_it(port: int, head: 
 
 
 async def test_a_request_without_a_query_has_empty_arguments() -> None:
-    from tornado import httputil
     request = LeanRequest(None, None, httputil.RequestStartLine("GET", "/x", "HTTP/1.1"),  # type: ignore[arg-type]
                           httputil.HTTPHeaders({"Host": "h:80"}))
     assert (request.path, request.query, request.arguments, request.query_arguments) == ("/x", "", {}, {})
     assert (request.host, request.host_name, request.protocol, request.body) == ("h:80", "h", "http", b"")
+
+
+def _rules() -> list[Any]:
+    return [
+        (r"/a/(.*)", Named, {"name": "regex-first"}),
+        (r"/a", Named, {"name": "literal-a"}),
+        (r"/a/b", Named, {"name": "literal-ab"}),
+        (r"/b/c", Named, {"name": "literal-bc"}),
+        (r"/file\.json", Named, {"name": "escaped"}),
+        tornado.web.url(re.compile(r"/case$", re.IGNORECASE), Named, {"name": "ignorecase"}),
+        (r"/(.*)", Named, {"name": "catch-all"}),
+    ]
+
+
+class Named(tornado.web.RequestHandler):
+    def initialize(self, name: str) -> None:
+        self.name = name
+
+    def get(self, *args: str) -> None:
+        self.write(f"{self.name} {'/'.join(args)}".strip())
+
+
+@pytest.mark.parametrize(("path", "answer"), [
+    ("/a/b", "regex-first b"),        # an earlier pattern wins over a later literal one, as in Tornado
+    ("/a", "literal-a"),
+    ("/b/c", "literal-bc"),
+    ("/b/d", "catch-all b/d"),
+    ("/file.json", "escaped"),
+    ("/fileXjson", "catch-all fileXjson"),  # the escaped dot is a dot
+    ("/CASE", "ignorecase"),
+    ("/", "catch-all"),
+])
+async def test_routes_are_tried_in_their_order(path: str, answer: str) -> None:
+    app = LeanApplication(_rules(), log_function=lambda handler: None)
+    server = FastHTTPServer(app)
+    server.listen(0, "127.0.0.1")
+    port = next(iter(server._sockets.values())).getsockname()[1]
+    try:
+        response = await AsyncHTTPClient().fetch(f"http://127.0.0.1:{port}{path}")
+        assert response.body.decode() == answer
+    finally:
+        server.stop()
+        await server.close_all_connections()
+
+
+async def test_the_route_index_picks_what_tornados_routing_picks() -> None:
+    lean, stock = LeanApplication(_rules()), tornado.web.Application(_rules())
+    paths = ["/", "/a", "/a/", "/a/b", "/ab", "/b", "/b/c", "/b/c/", "/b/cd", "/file.json", "/file.jsonx", "/CaSe",
+             "/case/", "*", "http://h/a/b", "//a", "/a//b", "/%61/b"]
+    for path in paths:
+        request = httputil.HTTPServerRequest(start_line=httputil.RequestStartLine("GET", path, "HTTP/1.1"),
+                                             headers=httputil.HTTPHeaders({"Host": "h"}))
+        ours, theirs = lean.find_handler(request), stock.find_handler(request)
+        assert (ours.handler_kwargs, ours.path_args) == (theirs.handler_kwargs, theirs.path_args), path
