@@ -214,14 +214,16 @@ class RequestConnection(httputil.HTTPConnection):
             self.remaining = parse_int(headers["Content-Length"])
         else:
             self.remaining = None
-        lines = [f"HTTP/1.1 {code} {start_line.reason}"]
-        for name, value in headers.get_all():
-            line = f"{name}: {value}"
-            if "\n" in line or "\r" in line:
-                raise ValueError(f"Illegal characters (CR or LF) in header: {line!r}")
-            lines.append(line)
-        lines.append("\r\n")
-        data = "\r\n".join(lines).encode("latin1")
+        lines = [f"{name}: {value}" for name, value in headers.get_all()]
+        if lines:
+            block = "\r\n".join(lines)
+            # The separators hold len(lines) - 1 of each; any more is a CR or LF inside a line.
+            if block.count("\n") >= len(lines) or block.count("\r") >= len(lines):
+                bad = next(line for line in lines if "\n" in line or "\r" in line)
+                raise ValueError(f"Illegal characters (CR or LF) in header: {bad!r}")
+            data = f"HTTP/1.1 {code} {start_line.reason}\r\n{block}\r\n\r\n".encode("latin1")
+        else:
+            data = f"HTTP/1.1 {code} {start_line.reason}\r\n\r\n".encode("latin1")
         if chunk:
             data += self._format_chunk(chunk)
         if code == 101:
@@ -310,6 +312,7 @@ class HTTP1Protocol(asyncio.Protocol):
         self._drain_waiters: list[asyncio.Future[None]] = []
         self._gate_task: asyncio.Task[None] | None = None
         self.base_context = contextvars.copy_context()
+        self._done: asyncio.Future[None] | None = None
 
     # -- asyncio.Protocol ------------------------------------------------------------------
 
@@ -704,23 +707,27 @@ class HTTP1Protocol(asyncio.Protocol):
     # -- writing and closing --------------------------------------------------------------------
 
     def done_future(self) -> asyncio.Future[None]:
-        future: asyncio.Future[None] = self.loop.create_future()
-        future.set_result(None)
+        """A future already done (one per connection, shared: a done future cannot change)."""
+        future = self._done
+        if future is None:
+            future = self._done = self.loop.create_future()
+            future.set_result(None)
         return future
 
     def send(self, data: bytes) -> asyncio.Future[None]:
-        future: asyncio.Future[None] = self.loop.create_future()
+        """Write; the future is done when the bytes are with the transport and it is not over its limit."""
         transport = self.transport
         if self.closed or transport is None or transport.is_closing():
-            future.set_exception(iostream.StreamClosedError())
-            future.exception()
-            return future
+            failed: asyncio.Future[None] = self.loop.create_future()
+            failed.set_exception(iostream.StreamClosedError())
+            failed.exception()
+            return failed
         transport.write(data)
         if self._write_paused:
+            future: asyncio.Future[None] = self.loop.create_future()
             self._drain_waiters.append(future)
-        else:
-            future.set_result(None)
-        return future
+            return future
+        return self.done_future()
 
     def close(self) -> None:
         """Close after what is written has been sent."""

@@ -72,9 +72,17 @@ class Context(tornado.web.RequestHandler):
         SEEN.set(self.get_argument("me"))
 
 
+class Injected(tornado.web.RequestHandler):
+    """A header value with a line break, put past set_header's own check."""
+
+    def get(self) -> None:
+        self._headers["X-Note"] = self.get_argument("note")
+        self.write("never sent")
+
+
 def _app() -> tornado.web.Application:
     return tornado.web.Application([(r"/", Hello), (r"/slow", Slow), (r"/echo", Echo), (r"/chunks", Chunks),
-                                    (r"/context", Context)],
+                                    (r"/context", Context), (r"/injected", Injected)],
                                    log_function=lambda handler: None)
 
 
@@ -149,6 +157,22 @@ async def test_pipelined_requests_do_not_inherit_the_context_of_the_request_befo
     assert bodies == [b"unset"] * 3
     writer.write(b"GET /context?me=3 HTTP/1.1\r\nHost: t\r\n\r\n")     # and read after a pause
     assert (await _response(reader))[2] == b"unset"
+    writer.close()
+
+
+@pytest.mark.parametrize("note", ["a%0D%0AX-Evil:%201", "a%0AX-Evil:%201", "a%0Db", "fine"])
+async def test_a_header_with_a_line_break_is_never_sent(server: tuple[FastHTTPServer, int], note: str,
+                                                        caplog: pytest.LogCaptureFixture) -> None:
+    _, port = server
+    reader, writer = await _connect(port)
+    writer.write(b"GET /injected?note=%b HTTP/1.1\r\nHost: t\r\n\r\n" % note.encode())
+    if note == "fine":
+        status, headers, body = await _response(reader)
+        assert (status, headers["x-note"], body) == (200, "fine", b"never sent")
+    else:
+        with caplog.at_level(logging.ERROR, logger="tornado.application"):
+            assert await asyncio.wait_for(reader.read(), 5) == b""      # closed, nothing written
+        assert "Illegal characters (CR or LF) in header" in caplog.text
     writer.close()
 
 
