@@ -1,9 +1,9 @@
 """A bare Tornado hello-world on uvloop: the baseline the service's endpoints are measured against.
 
-    .venv/bin/python -m bench.hello PORT [tornado|fast]
+    .venv/bin/python -m bench.hello PORT [tornado|fast|lean]
 
 A handler written the usual way; ``fast`` serves it with ``app.http.fast_server`` instead of
-Tornado's own HTTP server.
+Tornado's own HTTP server, ``lean`` also with ``app.http.application.LeanApplication``.
 """
 
 from __future__ import annotations
@@ -22,8 +22,12 @@ class Hello(tornado.web.RequestHandler):
 
 
 async def main(port: int, transport: str = "tornado") -> None:
-    app = tornado.web.Application([(r"/", Hello)])
-    if transport == "fast":
+    app_class = tornado.web.Application
+    if transport == "lean":            # the fast transport and app.http.application.LeanApplication
+        from app.http.application import LeanApplication
+        app_class = LeanApplication
+    app = app_class([(r"/", Hello)])
+    if transport in ("fast", "lean"):
         from app.http.fast_server import FastHTTPServer
         FastHTTPServer(app).listen(port, "127.0.0.1")
     else:

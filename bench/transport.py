@@ -7,7 +7,8 @@ Rules of this file:
   kept-alive connections.  The rounds alternate over all servers, so a machine that drifts
   drifts for all of them; the median round is reported.
 - Pairs, each stock Tornado and then the fast transport: a hello-world handler written the
-  usual way (``bench.hello``), the service's ``/now`` and its Redis read (``GET /redis/kv/{key}``)
+  usual way (``bench.hello``; ``hello/lean`` also swaps ``Application`` for ``LeanApplication``),
+  the service's ``/now`` and its Redis read (``GET /redis/kv/{key}``)
   with everything the service does per request (metrics, request ids, access log to a file).
   aiohttp and uvicorn (raw ASGI) serve the same hello-world as the horizon.
 - ``--before COMMIT`` adds the service as it was at that commit (a git worktree, Tornado's own
@@ -44,6 +45,7 @@ KEY = "bench-transport"
 TARGETS: dict[str, tuple[str, str]] = {
     "hello/tornado": ("/", "hello-world handler, Tornado's HTTPServer"),
     "hello/fast": ("/", "the same handler on the fast transport"),
+    "hello/lean": ("/", "the same handler on the fast transport, Application -> LeanApplication"),
     "now/tornado": ("/now", "the service's /now, transport=tornado"),
     "now/fast": ("/now", "the service's /now, transport=fast (default)"),
     "redis/tornado": (f"/redis/kv/{KEY}", "the service's Redis read, transport=tornado"),
@@ -53,7 +55,8 @@ TARGETS: dict[str, tuple[str, str]] = {
     "aiohttp": ("/", "hello-world on aiohttp (horizon)"),
     "uvicorn": ("/", "hello-world on uvicorn + httptools, raw ASGI (horizon)"),
 }
-PAIRS = [("hello/tornado", "hello/fast"), ("now/tornado", "now/fast"), ("redis/tornado", "redis/fast"),
+PAIRS = [("hello/tornado", "hello/fast"), ("hello/tornado", "hello/lean"), ("now/tornado", "now/fast"),
+         ("redis/tornado", "redis/fast"),
          ("now/before", "now/fast"), ("redis/before", "redis/fast")]
 
 

@@ -182,6 +182,7 @@ class BaseHandler(tornado.web.RequestHandler):
 
     def __init__(self, application: tornado.web.Application, request: HTTPServerRequest, **kwargs: Any) -> None:
         """``RequestHandler.__init__`` without building the template namespace (``ui``) until a template asks."""
+        super(tornado.web.RequestHandler, self).__init__()   # what follows RequestHandler in the MRO, as it does
         self.application = application
         self.request = request
         self._headers_written = False
