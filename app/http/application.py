@@ -17,7 +17,8 @@ Rules of this file:
     (``/redis/...``) by that segment; others are tried on every request.  The first rule
     that matches wins, as in Tornado.  The index is rebuilt when rules are added; with
     host-specific handlers (``add_handlers``) Tornado routes.
-- Request and response headers are ``app.http.headers.Headers``.
+- Headers are not this file's: the fast transport's requests and the service's handler
+  base's responses use ``app.http.headers.Headers``.
 - Anything unusual takes Tornado's own path: a query string, a handler with
   ``@stream_request_body``, ``debug`` (template and static-file reloading).
 - Private Tornado names this file uses (the Tornado suites in ``tests/http`` and the
