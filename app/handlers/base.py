@@ -229,8 +229,10 @@ class BaseHandler(tornado.web.RequestHandler):
             given = self.request.headers.get("X-Request-ID", "")
             self.request_id = given if given and _REQUEST_ID.fullmatch(given) else _request_ids.new()
         # Checked by the pattern above, or made here: set without set_header's checks.
-        self._headers._as_list["X-Request-Id"] = [self.request_id]
-        self._headers._combined_cache["X-Request-Id"] = self.request_id
+        if isinstance(self._headers, Headers):
+            self._headers.put("X-Request-Id", self.request_id)
+        else:                                   # a subclass's own clear()
+            self.set_header("X-Request-ID", self.request_id)
 
     def write_json(self, body: Any, status: int = 200) -> None:
         self.set_status(status)

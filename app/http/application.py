@@ -181,10 +181,7 @@ class LeanApplication(tornado.web.Application):
                 delegate = router.get_target_delegate(rule.target, request, **params)
                 if delegate is not None:
                     return delegate  # type: ignore[no-any-return]
-        if self.settings.get("default_handler_class"):
-            return self.get_handler_delegate(request, self.settings["default_handler_class"],
-                                             self.settings.get("default_handler_args", {}))
-        return self.get_handler_delegate(request, tornado.web.ErrorHandler, {"status_code": 404})
+        return super().find_handler(request, **kwargs)   # no rule matches: Tornado's default handler or 404
 
     def start_request(self, server_conn: object, request_conn: httputil.HTTPConnection) -> httputil.HTTPMessageDelegate:
         return _LeanRoutingDelegate(self, server_conn, request_conn)

@@ -568,7 +568,7 @@ class HTTP1Protocol(asyncio.Protocol):
         """``RequestConnection.finish``: the response is complete; on to the next request (or close)."""
         if rc.status == 101:
             # WebSocketHandler detaches right after finishing the 101; if nothing does, close.
-            self.loop.call_soon(self._upgrade_abandoned, rc, context=self.base_context.copy())
+            self._soon(self._upgrade_abandoned, rc)
             return
         self._served += 1
         self._end_request(rc)
@@ -583,7 +583,7 @@ class HTTP1Protocol(asyncio.Protocol):
             self.parser = httptools.HttpRequestParser(self)
             tail, self._tail = self._tail, b""
             if tail:
-                self.loop.call_soon(self._feed_tail, tail, context=self.base_context.copy())
+                self._soon(self._feed_tail, tail)
         if self.server.draining and not self._queue:
             self.close()
             return
@@ -609,6 +609,10 @@ class HTTP1Protocol(asyncio.Protocol):
         rc.delegate = None
         rc.close_callback = None
 
+    def _soon(self, callback: Callable[..., None], *args: Any) -> None:
+        """``call_soon`` in a fresh copy of the connection's context (see the rules above)."""
+        self.loop.call_soon(callback, *args, context=self.base_context.copy())
+
     async def _wait_gate(self, gate: ReadGate) -> None:
         await gate.wait()
         self._gate_task = None
@@ -617,7 +621,7 @@ class HTTP1Protocol(asyncio.Protocol):
 
     def _next(self) -> None:
         if self._queue:
-            self.loop.call_soon(self._start_queued, context=self.base_context.copy())
+            self._soon(self._start_queued)
         else:
             self._await_request()
             if self._read_paused and not self._upgraded:

@@ -7,7 +7,7 @@ Rules of this file:
   request: ``X-Request-Timeout``, ``X-Request-ID``, ``If-None-Match`` ... are usually absent).
 - ``add`` checks a name and value with Tornado's own patterns and raises what Tornado's raises;
   it normalizes the name once instead of three times.
-- ``Headers.of`` builds headers whose names are already in ``Http-Header-Case`` and whose
+- ``Headers.of`` and ``put`` set headers whose names are already in ``Http-Header-Case`` and whose
   values are known to be valid (the response headers every answer starts with), without
   ``HTTPHeaders.__init__``'s per-item checks.
 - Private Tornado names used: ``tornado.httputil._normalize_header`` and ``_ABNF``,
@@ -50,6 +50,11 @@ class Headers(httputil.HTTPHeaders):
         else:
             self._combined_cache.pop(norm, None)
             values.append(value)
+
+    def put(self, name: str, value: str) -> None:
+        """Set a header whose name is in ``Http-Header-Case`` and whose value is known to be valid: no checks."""
+        self._as_list[name] = [value]
+        self._combined_cache[name] = value
 
     @classmethod
     def of(cls, fields: dict[str, str]) -> Headers:
