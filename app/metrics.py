@@ -43,7 +43,7 @@ CLIENT = Gauge("backend_client", "Each backend client's own counters, the same f
                "pool_max)", ["backend", "stat"], multiprocess_mode="livesum")
 LIMIT = Gauge("backend_limit", "Each backend's adaptive concurrency limit: the limit, calls in flight, calls "
               "queued for a slot, calls turned away (shed, since start), connections not read until it has room "
-              "(parked)", ["backend", "stat"],
+              "(parked), calls that waited for a turn of the event loop (turn_waits, since start)", ["backend", "stat"],
               multiprocess_mode="livesum")
 LOOP_LAG = Gauge("event_loop_lag_seconds", "How late the event loop woke a timer at the last sample",
                  multiprocess_mode="livemax")
@@ -151,7 +151,8 @@ def sample_clients(clients: Sequence[ManagedClient]) -> None:
             CLIENT.labels(backend, stat).set(float(stats[stat]))  # type: ignore[literal-required]
         limit = stats["detail"].get("limit")
         if limit:
-            for stat in ("limit", "in_flight", "queued", "shed", "waited", "parked", "parks", "park_timeouts"):
+            for stat in ("limit", "in_flight", "queued", "shed", "waited", "parked", "parks", "park_timeouts",
+                         "turn_waits"):
                 LIMIT.labels(backend, stat).set(float(limit[stat]))
 
 

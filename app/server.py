@@ -186,12 +186,20 @@ def raise_fd_limit() -> int:
     return soft
 
 
+def tune_gc(settings: Settings) -> None:
+    """Freeze what is alive at start, and set the young generation's threshold (``server.gc_threshold``).
+
+    Everything alive now (the imported modules: tens of thousands of objects) lives as long as the
+    process: out of the collector's reach, a full collection no longer walks it (under load such a
+    pass paused the loop for 50-100 ms; frozen, about 12 ms).  The threshold: docs/performance.md.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(settings.server.gc_threshold, *gc.get_threshold()[1:])
+
+
 def serve(settings: Settings) -> int:
     logs.configure()
     raise_fd_limit()
-    # Everything alive now (the imported modules: tens of thousands of objects) lives as long as the
-    # process: out of the collector's reach, a full collection no longer walks it (under load such
-    # a pass paused the loop for 50-100 ms; frozen, about 12 ms).
-    gc.collect()
-    gc.freeze()
+    tune_gc(settings)
     return int(uvloop.run(serve_forever(settings)))

@@ -86,6 +86,11 @@ class ServerSettings(BaseModel):
     loop_lag_interval_s: float = 0.25   # how often the event-loop lag and pool gauges are sampled
     status_interval_s: float = 1.0      # how often each worker publishes its figures to GET /status; 0: off
     metrics_dir: str | None = None      # Prometheus multiprocess directory (workers > 1); default: a temp dir
+    # The garbage collector runs its young-generation pass after this many more container objects
+    # were made than freed (Python's own default: 700).  Under load, with hundreds of requests in
+    # flight, a pass at 700 walks every in-flight request's objects, some 40 times a second, a pause
+    # of 0.5-1.6 ms each time (docs/performance.md#garbage-collection).
+    gc_threshold: int = 10_000
 
 
 class WsSettings(BaseModel):

@@ -39,7 +39,12 @@ Rules of this file:
 - ``watch_calls()`` records, for the current task, which limiters its calls go
   through (the service uses it to know what a connection's next request is
   likely to need).
-- Disabled (``enabled=False``), ``acquire`` only counts and nobody is parked.
+- Calls take turns with the rest of the event loop (``drivers.turns``): before
+  a call starts and once its answer is in, a call finding that this loop
+  iteration has run ``turn_slice_s`` already waits for a later one, so a burst of
+  answers never holds back a request that needs no limited backend.
+- Disabled (``enabled=False``), ``acquire`` only counts, nobody is parked and no
+  turns are taken.
 """
 
 from __future__ import annotations
@@ -55,6 +60,7 @@ from typing import Any
 
 from drivers import budget
 from drivers.errors import BackendBusy
+from drivers.turns import turns
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +75,7 @@ class LimitConfig:
     lag_target_s: float = 0.005  # the event loop answering later than this is congestion
     latency_tolerance: float = 2.0   # the window's mean call time above this x the long-run mean ...
     latency_slack_s: float = 0.005  # ... plus this, is congestion
+    turn_slice_s: float = 0.001  # calls take turns (drivers.turns) once a loop iteration ran this long; 0: never
 
     def capped(self, most: int) -> LimitConfig:
         """This config with every bound at most ``most`` (a pool's size: no point in more calls than connections)."""
@@ -151,6 +158,7 @@ class Limiter:
         "_latency_sum",
         "_long_latency_s",
         "_parked",
+        "_slice_s",
         "_waiters",
         "_window_end",
         "_woken",
@@ -162,6 +170,7 @@ class Limiter:
         "park_timeouts",
         "parks",
         "shed",
+        "turn_waits",
         "wait_s",
         "wait_unbudgeted_s",
         "waits",
@@ -190,6 +199,8 @@ class Limiter:
         self._latency_sum = 0.0
         self._long_latency_s = 0.0   # the long-run mean call time (exponentially weighted, slowly)
         self._held_back = False
+        self._slice_s = c.turn_slice_s if c.enabled else 0.0
+        self.turn_waits = 0          # calls that waited for a turn (before starting or after their answer)
 
     def __repr__(self) -> str:
         return (f"<Limiter {self.backend} limit={self.limit:.0f} in_flight={self.in_flight} "
@@ -206,16 +217,39 @@ class Limiter:
     # -- slots ---------------------------------------------------------------------------------
 
     async def acquire(self) -> float:
-        """Take a slot (waiting in line if none is free); the time the call starts (the loop's clock)."""
+        """Take a slot (waiting in line if none is free); the time the call starts (the loop's clock).
+
+        First, when this loop iteration has already run long, wait for a turn (``turn()``).
+        """
         seen = _calls_through.get()
         if seen is not None and self not in seen:
             seen.append(self)
+        if self._slice_s:
+            await self.turn()
         if self._woken:
             self._woken.popleft()     # a woken caller (or someone else) is taking the room it was woken for
         if self.in_flight < self.limit or not self.config.enabled:
             self.in_flight += 1
             return _now()
         return await self._wait()
+
+    async def turn(self) -> None:
+        """Go on at once while this loop iteration is short, else after a turn in line (``drivers.turns``).
+
+        ``acquire`` calls it; a driver calls it again once the answer is in, before the caller's
+        work on it goes on.  Without a limit (``enabled=False``) or with ``turn_slice_s=0``, nothing.
+        """
+        if not self._slice_s:
+            return
+        turns_ = turns()
+        waits = turns_.waits
+        await turns_.take(self._slice_s)
+        if turns_.waits != waits:
+            self.turn_waits += 1
+
+    def turns_busy(self) -> bool:
+        """Whether calls wait for turns on this loop (it has more of such work than its iterations hold)."""
+        return bool(self._slice_s) and turns().busy()
 
     def has_room(self) -> bool:
         """Whether a call starting now would get a slot without waiting behind anyone."""
@@ -370,4 +404,4 @@ class Limiter:
     def stats(self) -> dict[str, Any]:
         return {"limit": round(self.limit), "in_flight": self.in_flight, "queued": self.queued, "shed": self.shed,
                 "waited": self.waits, "parked": self.parked, "parks": self.parks,
-                "park_timeouts": self.park_timeouts}
+                "park_timeouts": self.park_timeouts, "turn_waits": self.turn_waits}

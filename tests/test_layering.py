@@ -2,7 +2,7 @@
 
 - app -> drivers -> the drivers' shared parts; drivers never import app, stack or tornado;
   app never imports stack (the local stack is development tooling).
-- The shared parts (drivers.errors, base, retry, kit, budget, limits) import no particular driver.
+- The shared parts (drivers.errors, base, retry, kit, budget, limits, turns) import no particular driver.
 - Sans-I/O code (Ignite's protocol/ and codec/, Redis's resp and slots) imports only the standard
   library, itself and the error tree.
 - Inside a driver, each module imports only modules below it (the ranks below);
@@ -39,7 +39,8 @@ RANKS: dict[str, dict[str, int]] = {
 SANS_IO = ("drivers.ignite.protocol", "drivers.ignite.codec", "drivers.redis.resp", "drivers.cache.keys",
            "drivers.cache.local", "drivers.redis.slots")
 SANS_IO_MAY_IMPORT = ("drivers.errors", "drivers.ignite.errors", "drivers.ignite.protocol", "drivers.ignite.codec")
-SHARED = ("drivers.errors", "drivers.base", "drivers.retry", "drivers.kit", "drivers.budget", "drivers.limits")
+SHARED = ("drivers.errors", "drivers.base", "drivers.retry", "drivers.kit", "drivers.budget", "drivers.limits",
+          "drivers.turns")
 
 
 def _module_name(path: Path) -> str:

@@ -5,13 +5,18 @@
 Rules of this file:
 - Nothing a handler can observe changes: the request object has every attribute
   ``HTTPServerRequest`` has, with the same values and the same checks of the Host
-  header; the handler runs in a Task, as in Tornado.  Only work whose result is known
-  to be empty is skipped, and the objects are built directly:
+  header; an async handler runs in a Task, as in Tornado.  Only work whose result is
+  known to be empty is skipped, and the objects are built directly:
   - a request without a query string gets empty argument dicts instead of a parse and
     a deep copy of nothing;
   - a request without a body or a ``Content-Type`` skips the body-argument parse;
   - the handler's coroutine becomes a Task with ``loop.create_task`` instead of
     ``gen.convert_yielded`` (and the Task is held until it is done, as Tornado holds it);
+  - a handler whose ``prepare`` and method are plain functions (``def get``, not
+    ``async def``) runs at once, inside the call that delivered its request, as
+    Tornado ran such handlers before version 6: it does not wait behind everything
+    already queued on the event loop, and needs no Task.  If its method returns an
+    awaitable after all, a Task takes the rest on (``_go_on``), as Tornado's would;
   - routing tries only the rules that can match the path, in their order: a rule whose
     pattern is all literal is found by a dict lookup, one with a literal first segment
     (``/redis/...``) by that segment; others are tried on every request.  The first rule
@@ -30,8 +35,11 @@ Rules of this file:
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import inspect
 import re
 import time
+from collections.abc import Coroutine, Generator
 from typing import Any
 
 import tornado.routing
@@ -96,10 +104,55 @@ class _LeanRoutingDelegate(_RoutingDelegate):
         return self.delegate.headers_received(start_line, headers)
 
 
-def _done(task: asyncio.Task[None]) -> None:
+def _done(task: asyncio.Task[Any]) -> None:
     _running.discard(task)
     if not task.cancelled():
         task.result()      # RequestHandler._execute catches everything; anything else is a bug: the loop logs it
+
+
+class _Await:
+    """Wait for what a coroutine yielded to its Task (a future, or None for a bare yield), without its result."""
+
+    __slots__ = ("yielded",)
+
+    def __init__(self, yielded: Any) -> None:
+        self.yielded = yielded
+
+    def __await__(self) -> Generator[Any, None, None]:
+        yielded = self.yielded
+        if yielded is None:
+            yield None
+        elif not (isinstance(yielded, asyncio.Future) and yielded.done()):
+            yielded._asyncio_future_blocking = True
+            yield yielded
+
+
+async def _go_on(coro: Coroutine[Any, None, None], yielded: Any) -> None:
+    """The rest of a coroutine whose first step ran already and yielded ``yielded``: what its Task would do."""
+    while True:
+        thrown: BaseException | None = None
+        try:
+            await _Await(yielded)
+        except BaseException as exc:          # thrown into this Task (a cancellation): into the coroutine
+            thrown = exc
+        try:
+            # Sent None, it takes the outcome from the future itself, as under its own Task.
+            yielded = coro.send(None) if thrown is None else coro.throw(thrown)
+        except StopIteration:
+            return
+
+
+_synchronous: dict[tuple[type, str], bool] = {}
+
+
+def _is_synchronous(handler_class: type, method: str) -> bool:
+    """Whether the handler's ``prepare`` and its method for ``method`` are plain functions (not coroutines)."""
+    key = (handler_class, method)
+    found = _synchronous.get(key)
+    if found is None:
+        found = _synchronous[key] = not any(
+            inspect.iscoroutinefunction(getattr(handler_class, name, None)) for name in ("prepare", method.lower()))
+    return found
 
 
 class _LeanHandlerDelegate(_HandlerDelegate):
@@ -111,8 +164,20 @@ class _LeanHandlerDelegate(_HandlerDelegate):
         request = self.request
         self.handler = self.handler_class(self.application, request, **self.handler_kwargs)
         transforms = [t(request) for t in self.application.transforms]
-        task = asyncio.get_running_loop().create_task(
-            self.handler._execute(transforms, *self.path_args, **self.path_kwargs))
+        coro = self.handler._execute(transforms, *self.path_args, **self.path_kwargs)
+        loop = asyncio.get_running_loop()
+        if _is_synchronous(self.handler_class, request.method or ""):
+            # Run now, not after everything already queued on the loop: a handler without
+            # awaits answers within this call (no Task at all).  If it awaits after all (a
+            # method returning an awaitable), a Task takes the coroutine on from there.
+            context = contextvars.copy_context()
+            try:
+                yielded = context.run(coro.send, None)
+            except StopIteration:
+                return None
+            task = loop.create_task(_go_on(coro, yielded), context=context)
+        else:
+            task = loop.create_task(coro)
         _running.add(task)
         task.add_done_callback(_done)
         return None

@@ -86,6 +86,7 @@ class _Cursor:
                         await self._first()
                     finally:
                         limiter.release(began)
+                    await limiter.turn()
                 elif self._has_more:
                     await self._next_page()
                 else:

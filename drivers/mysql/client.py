@@ -119,6 +119,7 @@ class MySQLClient(LifecycleMixin):
                                      waited_s=limit) from None
             finally:
                 limiter.release(began)
+        await limiter.turn()   # the answer is in: the caller's work on it waits if this loop iteration ran long
 
     async def fetchone(self, sql: str, args: Sequence[Any] = (), *,
                        timeout_s: float | None = None) -> tuple[Any, ...] | None:

@@ -138,3 +138,91 @@ async def test_the_route_index_picks_what_tornados_routing_picks() -> None:
                                              headers=httputil.HTTPHeaders({"Host": "h"}))
         ours, theirs = lean.find_handler(request), stock.find_handler(request)
         assert (ours.handler_kwargs, ours.path_args) == (theirs.handler_kwargs, theirs.path_args), path
+
+
+# -- handlers without awaits run at once --------------------------------------------------------------
+
+class Where(tornado.web.RequestHandler):
+    """Says whether it ran in a Task, and can answer later through an awaitable or be held forever."""
+
+    held: asyncio.Future[None] | None = None
+
+    def get(self, how: str) -> Any:
+        task = "task" if asyncio.current_task() is not None else "no task"
+        if how == "now":
+            self.write(task)
+            return None
+        if how == "later":                       # a plain method returning an awaitable: awaited as in Tornado
+            async def later() -> None:
+                await asyncio.sleep(0.01)
+                self.write(f"{task}, then later")
+            return later()
+        if how == "fails-later":
+            async def fails() -> None:
+                await asyncio.sleep(0)
+                raise ValueError("broken")
+            return fails()
+        Where.held = asyncio.get_running_loop().create_future()
+        if how == "spins":                       # bare yields (sleep(0)) until the test cancels its Task
+            async def spin() -> None:
+                while True:
+                    await asyncio.sleep(0)
+            return spin()
+        return Where.held                        # waits on a future until the test cancels its Task
+
+
+class AsyncWhere(tornado.web.RequestHandler):
+    async def get(self) -> None:
+        self.write("task" if asyncio.current_task() is not None else "no task")
+
+
+@pytest.fixture
+async def where_port() -> AsyncIterator[int]:
+    app = LeanApplication([(r"/where/(\w[\w-]*)", Where), (r"/async", AsyncWhere)], log_function=lambda handler: None)
+    server = FastHTTPServer(app)
+    server.listen(0, "127.0.0.1")
+    yield next(iter(server._sockets.values())).getsockname()[1]
+    server.stop()
+    await server.close_all_connections()
+
+
+async def test_a_handler_without_awaits_runs_at_once_and_an_async_one_in_a_task(where_port: int) -> None:
+    """A plain ``def get`` answers inside the call that delivered its request: it waits behind nothing
+    already queued on the loop, as Tornado ran such handlers before 6.0; ``async def`` gets its Task."""
+    reader, writer = await _connect(where_port)
+    writer.write(b"GET /where/now HTTP/1.1\r\nHost: t\r\n\r\nGET /async HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert (await _response(reader))[2] == b"no task"
+    assert (await _response(reader))[2] == b"task"
+    writer.close()
+
+
+@pytest.mark.parametrize(("path", "status", "body"), [
+    ("/where/later", 200, b"no task, then later"),   # the rest ran in a Task, and answered
+    ("/where/fails-later", 500, b"Internal Server Error"),
+])
+async def test_a_plain_handler_that_returns_an_awaitable_goes_on_in_a_task(
+        where_port: int, path: str, status: int, body: bytes) -> None:
+    reader, writer = await _connect(where_port)
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+    got = await _response(reader)
+    assert got[0] == status and body in got[2]
+    writer.close()
+
+
+@pytest.mark.parametrize("how", ["held", "spins"])
+async def test_a_cancelled_task_of_a_plain_handler_answers_500_as_tornado_does(where_port: int, how: str) -> None:
+    from app.http import application
+    Where.held = None
+    reader, writer = await _connect(where_port)
+    writer.write(f"GET /where/{how} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+    for _ in range(100):
+        if Where.held is not None:
+            break
+        await asyncio.sleep(0.01)
+    tasks = list(application._running)
+    assert len(tasks) == 1
+    tasks[0].cancel()                            # into the handler's coroutine, where it waits
+    assert (await _response(reader))[0] == 500
+    await asyncio.sleep(0)
+    assert tasks[0].cancelled() and not application._running
+    writer.close()

@@ -1,8 +1,10 @@
 """Server settings of docs/service.md, each set away from its default on a real server process:
-``server.host`` (the listen address) and ``server.readiness_timeout_s`` (each backend's ping in ``/readyz``)."""
+``server.host`` (the listen address) and ``server.readiness_timeout_s`` (each backend's ping in ``/readyz``);
+and ``server.gc_threshold``, set by the function the server calls at start."""
 
 from __future__ import annotations
 
+import gc
 import socket
 import time
 
@@ -49,3 +51,19 @@ async def test_readyz_gives_each_backend_readiness_timeout_s(settings: Settings,
     assert answer.status == 503, answer.body
     assert answer.body["failed"] == ["mysql"]
     assert readiness_s <= answer.took < readiness_s + 0.5, answer.took    # not the 1 s default
+
+
+def test_server_gc_threshold_is_the_young_generations_threshold() -> None:
+    """``server.gc_threshold``: what ``serve()`` sets before the loop starts (``tune_gc``), default 10,000."""
+    from app.server import tune_gc
+    from app.settings import ServerSettings
+
+    before = gc.get_threshold()
+    try:
+        tune_gc(Settings(server=ServerSettings(gc_threshold=12_345)))
+        assert gc.get_threshold() == (12_345, *before[1:])
+        tune_gc(Settings())
+        assert gc.get_threshold()[0] == 10_000
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)

@@ -1,0 +1,115 @@
+"""Turns: work through a backend limit lets the rest of the event loop run once an iteration has run long.
+
+    await turns().take(slice_s=0.001)   # at once while this loop iteration is short, else in line
+
+Rules of this file:
+- An event loop runs, in each iteration, every callback that was ready when the
+  iteration began, and only then polls its sockets again.  When 30 slow queries
+  answer at once, the 30 handlers that resume make one long iteration, and a cheap
+  request read in the next poll waits behind all of them: its latency is the
+  length of the iteration, not its own cost.
+- ``take()`` is called by calls through a backend limit (``drivers.limits``), before
+  the call starts and after its answer is in.  It returns at once (no suspension)
+  while less than ``slice_s`` has passed since this iteration's work began and
+  nobody is in line; otherwise the caller waits in a FIFO line.
+- Each iteration releases a number of callers from the line (at least one: the
+  line always moves), learnt from how long iterations take: one more after an
+  iteration within ``slice_s`` while callers still wait, and after one over 1.5
+  times it, as many fewer as it overran (x ``slice_s`` / its length); from one
+  again once the line has emptied, since the next burst may be other work.  So every
+  iteration does a bounded share of this work and then polls: a request that
+  needs no limited backend is read and answered within about ``slice_s``.
+- "This iteration's work began" is marked by a callback scheduled with
+  ``call_soon`` after the callers it woke, so it runs once they have run and
+  before what the next poll brings; it is scheduled only while turns are being
+  taken, so an idle loop sleeps.
+- One ``Turns`` per event loop (``turns()``); cancellation while in line leaves the
+  line; a caller woken and cancelled before it ran simply loses its turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import time
+import weakref
+from collections.abc import Callable
+
+
+class Turns:
+    __slots__ = ("__weakref__", "_clock", "_granted", "_line", "_loop", "_mark", "_room", "_ticking", "waits")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, clock: Callable[[], float] = time.perf_counter) -> None:
+        self._loop = loop
+        self._clock = clock       # fine-grained: the loop's own clock may move once per iteration (uvloop)
+        self._line: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._mark = 0.0          # when the current iteration's work began (by the clock)
+        self._ticking = False     # a _tick is scheduled
+        self._granted = 0         # turns taken since the mark
+        self._room = 1.0          # turns released per iteration: grows while iterations stay within the slice
+        self.waits = 0            # callers that waited in line
+
+    def busy(self) -> bool:
+        """Whether callers wait in line (the loop has more of this work than fits in its iterations)."""
+        return bool(self._line)
+
+    @property
+    def waiting(self) -> int:
+        return sum(1 for f in self._line if not f.done())
+
+    async def take(self, slice_s: float) -> None:
+        """Return when this caller may go on: at once inside the slice, else when the line reaches it."""
+        now = self._clock()
+        if not self._ticking:
+            self._ticking = True
+            self._mark, self._granted = now, 0
+            self._loop.call_soon(self._tick, slice_s)
+        if not self._line and now - self._mark < slice_s:
+            self._granted += 1
+            return
+        self.waits += 1
+        fut = self._loop.create_future()
+        self._line.append(fut)
+        try:
+            await fut
+        finally:
+            if not fut.done():
+                fut.cancel()
+
+    def _tick(self, slice_s: float) -> None:
+        """A new iteration: measure the last one, and release as much of the line as fits in a slice."""
+        now = self._clock()
+        took = now - self._mark
+        line = self._line
+        if self._granted:
+            if took > 1.5 * slice_s:
+                self._room = max(1.0, self._room * slice_s / took)
+            elif took <= slice_s and line:
+                self._room += 1.0
+        self._mark, self._granted = now, 0
+        room = int(self._room)
+        while line and room > 0:
+            fut = line.popleft()
+            if not fut.done():
+                fut.set_result(None)
+                self._granted += 1
+                room -= 1
+        # Scheduled after the wake-ups, so the next tick runs once the woken callers have run:
+        # it measures their work, and marks the start of what the next poll brings.
+        if self._granted or line:
+            self._loop.call_soon(self._tick, slice_s)
+        else:
+            self._ticking = False
+            self._room = 1.0      # what was learnt was for that work; the next burst may be another
+
+
+_turns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Turns] = weakref.WeakKeyDictionary()
+
+
+def turns() -> Turns:
+    """The running loop's ``Turns`` (one shared by every limiter on it)."""
+    loop = asyncio.get_running_loop()
+    found = _turns.get(loop)
+    if found is None:
+        found = _turns[loop] = Turns(loop)
+    return found

@@ -1,0 +1,104 @@
+"""Calls through a backend limit take turns with the rest of the loop (drivers.turns), on real servers.
+
+50 concurrent MySQL queries, each followed by 1 ms of the caller's own work on
+the answer: the answers arrive while that work runs, so without turns the next iteration would run
+every waiting caller's work back to back.  With the default settings, each iteration runs about a
+slice (1 ms) of it and then polls: a few callers per iteration, never all of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from app.settings import Settings
+from drivers.ignite import Client as IgniteClient
+from drivers.limits import Limiter
+from drivers.mongo import MongoClient
+from drivers.mysql import MySQLClient, MySQLConfig
+
+CALLERS = 50
+WORK_S = 0.001
+
+
+class Iterations:
+    """Counts the loop's iterations: a callback that schedules itself once per iteration while running."""
+
+    def __init__(self) -> None:
+        self.loop, self.count, self.running = asyncio.get_running_loop(), 0, True
+        self.loop.call_soon(self._tick)
+
+    def _tick(self) -> None:
+        self.count += 1
+        if self.running:
+            self.loop.call_soon(self._tick)
+
+
+async def _most_per_iteration(call: Callable[[], Awaitable[object]]) -> int:
+    """The most callers whose work on their answer ran in one loop iteration."""
+    iterations = Iterations()
+    ran: dict[int, int] = {}
+
+    async def caller() -> None:
+        await call()
+        ran[iterations.count] = ran.get(iterations.count, 0) + 1
+        end = time.perf_counter() + WORK_S
+        while time.perf_counter() < end:
+            pass
+
+    await asyncio.gather(*(caller() for _ in range(CALLERS)))
+    iterations.running = False
+    return max(ran.values())
+
+
+def _without_turns(config: Any) -> Any:
+    return dataclasses.replace(config, limit=dataclasses.replace(config.limit, turn_slice_s=0))
+
+
+async def _mysql(config: MySQLConfig) -> tuple[int, int]:
+    async with MySQLClient(config) as mysql:
+        await asyncio.gather(*(mysql.fetchone("SELECT 1") for _ in range(20)))   # the pool's connections open
+        most = await _most_per_iteration(lambda: mysql.fetchone("SELECT SLEEP(0.01)"))
+        return most, mysql.limiter.turn_waits
+
+
+async def test_mysql_answers_are_worked_on_a_slice_at_a_time(settings: Settings) -> None:
+    """Default settings: at most a few callers' work per iteration (the count may straddle two);
+    with ``turn_slice_s=0`` the 20 answers that arrive together are all worked on in one."""
+    most, waits = await _mysql(settings.mysql)
+    assert most <= 5 and waits > 0, (most, waits)
+    most, waits = await _mysql(_without_turns(settings.mysql))
+    assert most >= 10 and waits == 0, (most, waits)
+
+
+async def test_mongo_and_ignite_calls_take_a_turn_before_and_after(settings: Settings,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """MongoDB's answers do not arrive together here (PyMongo reads a reply in several steps), so
+    this checks the rule itself: each call through the limit takes a turn before it starts and
+    one when its answer is in (``Limiter.turn``, whose effect the MySQL test and
+    ``tests/unit/test_turns.py`` show)."""
+    turns: list[str] = []
+    original = Limiter.turn
+
+    async def counted(self: Limiter) -> None:
+        turns.append(self.backend)
+        await original(self)
+
+    monkeypatch.setattr(Limiter, "turn", counted)
+    client = MongoClient(settings.mongo)
+    await client.start()
+    try:
+        items = client.collection("turns_test")
+        await items.find_one({"_id": 0})
+        await items.find_one({"_id": 0})
+    finally:
+        await client.aclose()
+    assert turns.count("mongo") == 4
+    async with IgniteClient(config=settings.ignite) as ignite, ignite.sql("SELECT 1") as rows:
+        assert [row async for row in rows] == [[1]]
+    assert turns.count("ignite") == 2
