@@ -247,10 +247,6 @@ class Limiter:
         if turns_.waits != waits:
             self.turn_waits += 1
 
-    def turns_busy(self) -> bool:
-        """Whether calls wait for turns on this loop (it has more of such work than its iterations hold)."""
-        return bool(self._slice_s) and turns().busy()
-
     def has_room(self) -> bool:
         """Whether a call starting now would get a slot without waiting behind anyone."""
         return (not self.config.enabled

@@ -13,10 +13,6 @@ Rules of this file:
   instead of being read, parsed and queued (or turned away with a 503 that a closed-loop
   client sends again at once).  Connections whose last request needed no saturated
   backend are read as usual: cheap routes stay fast.
-- While calls through one of those limiters wait for turns of the event loop
-  (``drivers.turns``: the loop has more of that work than its iterations hold), the
-  connection is read only when the line gives it a turn: reading, parsing and starting
-  its request are work of the same kind.  The line moves every iteration.
 - A pause never lasts longer than ``max_pause_s``; then the request is read anyway and
   meets the limiter's own queue and fail-fast rules.  A request that turns out to need
   nothing saturated simply waited; the time it waited is not taken from its budget (the
@@ -47,10 +43,10 @@ class ReadGate:
         self._limiters = tuple(limiters)
 
     def is_open(self) -> bool:
-        return all(limiter.has_room() and not limiter.turns_busy() for limiter in self._limiters)
+        return all(limiter.has_room() for limiter in self._limiters)
 
     async def wait(self) -> float:
-        """Wait until each remembered limiter has room (``max_pause_s`` at most), then for a turn; seconds paused.
+        """Wait until each remembered limiter has room, at most ``max_pause_s`` in all; seconds paused.
 
         ``Limiter.park`` returns at once for a limiter with room, so an open gate costs no clock read.
         """
@@ -62,9 +58,5 @@ class ReadGate:
                 began = time.monotonic()
             left = began + self.max_pause_s - time.monotonic()
             if left <= 0 or not await limiter.park(left):
-                break
-        for limiter in self._limiters:
-            if limiter.turns_busy():
-                await limiter.turn()   # read when the loop has a turn for it: the parse and start are work too
                 break
         return time.monotonic() - began if began else 0.0
