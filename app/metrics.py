@@ -151,9 +151,8 @@ def sample_clients(clients: Sequence[ManagedClient]) -> None:
             CLIENT.labels(backend, stat).set(float(stats[stat]))  # type: ignore[literal-required]
         limit = stats["detail"].get("limit")
         if limit:
-            for stat in ("limit", "in_flight", "queued", "shed", "waited", "parked", "parks", "park_timeouts",
-                         "turn_waits"):
-                LIMIT.labels(backend, stat).set(float(limit[stat]))
+            for stat, value in limit.items():
+                LIMIT.labels(backend, stat).set(float(value))
 
 
 def sample_ws(stats: dict[str, Any]) -> None:

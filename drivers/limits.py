@@ -241,10 +241,7 @@ class Limiter:
         """
         if not self._slice_s:
             return
-        turns_ = turns()
-        waits = turns_.waits
-        await turns_.take(self._slice_s)
-        if turns_.waits != waits:
+        if await turns().take(self._slice_s):
             self.turn_waits += 1
 
     def has_room(self) -> bool:

@@ -53,12 +53,11 @@ class Turns:
         """Whether callers wait in line (the loop has more of this work than fits in its iterations)."""
         return bool(self._line)
 
-    @property
-    def waiting(self) -> int:
-        return sum(1 for f in self._line if not f.done())
+    async def take(self, slice_s: float) -> bool:
+        """Return when this caller may go on: at once inside the slice, else when the line reaches it.
 
-    async def take(self, slice_s: float) -> None:
-        """Return when this caller may go on: at once inside the slice, else when the line reaches it."""
+        Whether it waited in line.
+        """
         now = self._clock()
         if not self._ticking:
             self._ticking = True
@@ -66,7 +65,7 @@ class Turns:
             self._loop.call_soon(self._tick, slice_s)
         if not self._line and now - self._mark < slice_s:
             self._granted += 1
-            return
+            return False
         self.waits += 1
         fut = self._loop.create_future()
         self._line.append(fut)
@@ -75,6 +74,7 @@ class Turns:
         finally:
             if not fut.done():
                 fut.cancel()
+        return True
 
     def _tick(self, slice_s: float) -> None:
         """A new iteration: measure the last one, and release as much of the line as fits in a slice."""

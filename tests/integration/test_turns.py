@@ -21,27 +21,15 @@ from drivers.ignite import Client as IgniteClient
 from drivers.limits import Limiter
 from drivers.mongo import MongoClient
 from drivers.mysql import MySQLClient, MySQLConfig
+from tests.support.iterations import Iterations
 
 CALLERS = 50
 WORK_S = 0.001
 
 
-class Iterations:
-    """Counts the loop's iterations: a callback that schedules itself once per iteration while running."""
-
-    def __init__(self) -> None:
-        self.loop, self.count, self.running = asyncio.get_running_loop(), 0, True
-        self.loop.call_soon(self._tick)
-
-    def _tick(self) -> None:
-        self.count += 1
-        if self.running:
-            self.loop.call_soon(self._tick)
-
-
 async def _most_per_iteration(call: Callable[[], Awaitable[object]]) -> int:
     """The most callers whose work on their answer ran in one loop iteration."""
-    iterations = Iterations()
+    iterations = Iterations(asyncio.get_running_loop())
     ran: dict[int, int] = {}
 
     async def caller() -> None:

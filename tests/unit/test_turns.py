@@ -17,6 +17,7 @@ import pytest
 
 from drivers.limits import LimitConfig, Limiter
 from drivers.turns import Turns, turns
+from tests.support.iterations import Iterations
 
 SLICE_S = 0.001
 
@@ -37,19 +38,6 @@ def loop() -> Iterator[asyncio.AbstractEventLoop]:
         task.cancel()
     loop.run_until_complete(asyncio.sleep(0))
     loop.close()
-
-
-class Iterations:
-    """Counts the loop's iterations: a callback that schedules itself once per iteration while running."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop, self.count, self.running = loop, 0, True
-        loop.call_soon(self._tick)
-
-    def _tick(self) -> None:
-        self.count += 1
-        if self.running:
-            self.loop.call_soon(self._tick)
 
 
 def test_inside_the_slice_turns_are_taken_without_suspending(loop: asyncio.AbstractEventLoop) -> None:
