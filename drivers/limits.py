@@ -13,7 +13,11 @@ Rules of this file:
   exceeds ``limit``.
 - The limit moves by AIMD, once per ``window_s`` at most: down by ``backoff``
   (multiplicative) when the window saw congestion, up by ``increase`` (additive)
-  when the limit was what held calls back and nothing was congested.  Congestion is either of:
+  when the limit was what held calls back and nothing was congested.  Until the
+  first congested window it starts slowly, as TCP does: it doubles instead of adding,
+  and the first congestion halves it (the last size that saw none), so a
+  service that starts under load reaches its working limit within a few windows
+  instead of seconds of ``increase`` steps (from 32 to 200 in 2 slots a window took 4 s).  Congestion is either of:
   the event loop answering late (``LoopLag``: a timer every 5 ms fires later
   than ``lag_target_s``: the process's CPU is saturated, and every route, cheap
   ones too, waits behind the work), or the backend's own latency rising (the
@@ -31,7 +35,8 @@ Rules of this file:
   budget ended, they were cancelled) are skipped, and a slot handed to a caller
   that was cancelled at the same moment is passed on.
 - Work that has not started yet may wait for room instead of queueing: ``park``
-  waits (FIFO, bounded) until a call could start without waiting for a slot.
+  waits (FIFO, bounded) until a call could start without waiting for a slot
+  (``park_soon``: the same with a callback, no task).
   The service parks an HTTP connection this way before reading its next
   request, so excess requests wait in the kernel's socket buffer rather than in
   this process.  A freed slot with nobody queued wakes one parked caller; parked
@@ -55,6 +60,7 @@ import contextvars
 import dataclasses
 import math
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -149,6 +155,33 @@ def _now() -> float:
     return asyncio.get_running_loop().time()
 
 
+_PARKED, _WOKEN, _DONE = "parked", "woken", "done"
+
+
+class Parked:
+    """A caller waiting for room (``Limiter.park_soon``): parked -> woken (its callback is due) -> done."""
+
+    __slots__ = ("callback", "context", "limiter", "state", "timer")
+
+    def __init__(self, limiter: Limiter, callback: Callable[[bool], object],
+                 context: contextvars.Context | None) -> None:
+        self.limiter = limiter
+        self.callback = callback
+        self.context = context
+        self.state = _PARKED
+        self.timer: asyncio.TimerHandle | None = None
+
+    def cancel(self) -> None:
+        """Leave the line; a caller already woken gives the room it was woken for to the next one."""
+        state, self.state = self.state, _DONE
+        if state is _PARKED:
+            if self.timer is not None:
+                self.timer.cancel()
+            self.limiter._drop_done_parked()
+        elif state is _WOKEN:
+            self.limiter._unwake()
+
+
 class Limiter:
     __slots__ = (
         "_calls",
@@ -159,6 +192,7 @@ class Limiter:
         "_long_latency_s",
         "_parked",
         "_slice_s",
+        "_slow_start",
         "_waiters",
         "_window_end",
         "_woken",
@@ -190,7 +224,7 @@ class Limiter:
         self.parks = 0               # callers that parked (waited for room before starting)
         self.park_timeouts = 0       # ... and gave up waiting
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
-        self._parked: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._parked: collections.deque[Parked] = collections.deque()
         self._woken: collections.deque[float] = collections.deque()   # when parked callers were woken
         self._fill_timer: asyncio.TimerHandle | None = None
         self._lag: LoopLag | None = None
@@ -199,6 +233,7 @@ class Limiter:
         self._latency_sum = 0.0
         self._long_latency_s = 0.0   # the long-run mean call time (exponentially weighted, slowly)
         self._held_back = False
+        self._slow_start = True      # until the first congested window, the limit doubles
         self._slice_s = c.turn_slice_s if c.enabled else 0.0
         self.turn_waits = 0          # calls that waited for a turn (before starting or after their answer)
 
@@ -212,7 +247,7 @@ class Limiter:
 
     @property
     def parked(self) -> int:
-        return sum(1 for f in self._parked if not f.done())
+        return sum(1 for p in self._parked if p.state is _PARKED)
 
     # -- slots ---------------------------------------------------------------------------------
 
@@ -249,39 +284,58 @@ class Limiter:
         return (not self.config.enabled
                 or (self.in_flight + len(self._waiters) + len(self._woken) < self.limit and not self._parked))
 
-    async def park(self, timeout_s: float) -> bool:
-        """Wait (in line with other parked callers) until a call could start at once; False after ``timeout_s``."""
+    def park_soon(self, callback: Callable[[bool], object], timeout_s: float,
+                  context: contextvars.Context | None = None) -> Parked | None:
+        """``park`` without a task: None when a call could start now (``callback`` is not called).
+
+        Else ``callback(True)`` runs (``call_soon``, in ``context``) once there is room, or
+        ``callback(False)`` after ``timeout_s``; ``Parked.cancel()`` leaves the line (a caller woken
+        and cancelled before its callback ran passes its room on).
+        """
         if self.has_room():
-            return True
+            return None
         self._watch_lag()
         self._held_back = True
         self.parks += 1
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._parked.append(fut)
+        loop = asyncio.get_running_loop()
+        parked = Parked(self, callback, context)
+        parked.timer = loop.call_at(loop.time() + timeout_s, self._park_expired, parked, context=context)
+        self._parked.append(parked)
         self._fill()
-        try:
-            async with asyncio.timeout(timeout_s):
-                await fut
+        return parked
+
+    async def park(self, timeout_s: float) -> bool:
+        """Wait (in line with other parked callers) until a call could start at once; False after ``timeout_s``."""
+        fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        parked = self.park_soon(lambda ok: None if fut.done() else fut.set_result(ok), timeout_s)
+        if parked is None:
             return True
-        except TimeoutError:
-            if fut.done() and not fut.cancelled():      # woken as the wait ran out: there is room
-                return True
-            self.park_timeouts += 1
-            return False
-        except asyncio.CancelledError:
-            if fut.done() and not fut.cancelled():      # woken, then cancelled: wake the next one instead
-                if self._woken:
-                    self._woken.popleft()
-                self._fill()
-            raise
+        try:
+            return await fut
         finally:
-            if not fut.done():
-                fut.cancel()
+            parked.cancel()      # nothing if its callback ran; else (cancelled) it leaves the line
+
+    def _park_expired(self, parked: Parked) -> None:
+        if parked.state is _PARKED:
+            parked.state = _DONE
+            self.park_timeouts += 1
             self._drop_done_parked()
+            parked.callback(False)
+
+    def _wake(self, parked: Parked) -> None:
+        if parked.state is _WOKEN:
+            parked.state = _DONE
+            parked.callback(True)
+
+    def _unwake(self) -> None:
+        """A woken caller will start nothing after all: its room goes to the next one."""
+        if self._woken:
+            self._woken.popleft()
+        self._fill()
 
     def _drop_done_parked(self) -> None:
         parked = self._parked
-        while parked and parked[0].done():
+        while parked and parked[0].state is not _PARKED:
             parked.popleft()
 
     def _fill(self) -> None:
@@ -299,10 +353,14 @@ class Limiter:
         while woken and woken[0] <= now - self.config.window_s:
             woken.popleft()
         room = math.ceil(self.limit) - self.in_flight - len(self._waiters) - len(woken)
+        loop = asyncio.get_running_loop()
         while parked and room > 0:
-            fut = parked.popleft()
-            if not fut.done():
-                fut.set_result(None)
+            entry = parked.popleft()
+            if entry.state is _PARKED:
+                entry.state = _WOKEN
+                if entry.timer is not None:
+                    entry.timer.cancel()
+                loop.call_soon(self._wake, entry, context=entry.context)
                 woken.append(now)
                 room -= 1
         if parked and woken and self._fill_timer is None:   # wake more once held slots expire, calls ending or not
@@ -384,8 +442,9 @@ class Limiter:
         slow = self._calls > 0 and mean > self._long_latency_s * c.latency_tolerance + c.latency_slack_s
         if lag > c.lag_target_s or slow:
             self.limit = max(float(c.min), self.limit * c.backoff)
+            self._slow_start = False
         elif self._held_back:
-            self.limit = min(float(c.max), self.limit + c.increase)
+            self.limit = min(float(c.max), self.limit * 2 if self._slow_start else self.limit + c.increase)
         elif self._lag is not None and not self._waiters and not self._parked:
             self._lag.unwatch()   # nobody is held back: stop sampling the loop
             self._lag = None

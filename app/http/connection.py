@@ -310,7 +310,7 @@ class HTTP1Protocol(asyncio.Protocol):
         self._read_paused = False
         self._write_paused = False
         self._drain_waiters: list[asyncio.Future[None]] = []
-        self._gate_task: asyncio.Task[None] | None = None
+        self._gate_waits = False              # reading waits for the read gate (gate.when_open)
         self.base_context = contextvars.copy_context()
         self._done: asyncio.Future[None] | None = None
 
@@ -363,8 +363,9 @@ class HTTP1Protocol(asyncio.Protocol):
                 waiter.set_exception(iostream.StreamClosedError())
                 waiter.exception()
         self._drain_waiters.clear()
-        if self._gate_task is not None:
-            self._gate_task.cancel()
+        if self._gate_waits and self.gate is not None:
+            self._gate_waits = False
+            self.gate.cancel()
         self._queue.clear()
         if not self.closed_future.done():
             self.closed_future.set_result(None)
@@ -590,7 +591,8 @@ class HTTP1Protocol(asyncio.Protocol):
         gate = self.gate
         if gate is not None and not gate.is_open():
             self._pause_reading()
-            self._gate_task = self.loop.create_task(self._wait_gate(gate), context=self.base_context.copy())
+            self._gate_waits = True
+            gate.when_open(self._gate_opened, self.base_context.copy())
             return
         self._next()
 
@@ -613,9 +615,8 @@ class HTTP1Protocol(asyncio.Protocol):
         """``call_soon`` in a fresh copy of the connection's context (see the rules above)."""
         self.loop.call_soon(callback, *args, context=self.base_context.copy())
 
-    async def _wait_gate(self, gate: ReadGate) -> None:
-        await gate.wait()
-        self._gate_task = None
+    def _gate_opened(self, paused_s: float) -> None:
+        self._gate_waits = False
         if not self.closed:
             self._next()
 

@@ -121,6 +121,34 @@ def test_the_limit_grows_while_it_holds_calls_back_and_the_loop_keeps_up(loop: C
     assert limiter.limit > 30
 
 
+def test_until_the_first_congestion_the_limit_doubles_then_it_grows_by_increase(loop: ClockLoop) -> None:
+    config = LimitConfig(initial=4, min=1, max=512, window_s=0.05, increase=2.0, turn_slice_s=0)
+    limiter = loop.run(lambda: Limiter("test", config, wait_unbudgeted_s=60.0))
+    seen = []
+
+    def window(blocked_s: float = 0.0) -> None:   # one window of calls, more callers than slots
+        tasks = [take(loop, limiter) for _ in range(int(limiter.limit) + 4)]
+        if blocked_s:
+            loop.call_soon(lambda: setattr(loop, "now", loop.now + blocked_s))   # work that blocks the loop
+        loop.advance(0.05)
+        for task in tasks:
+            if task.done():
+                loop.run(lambda t=task: limiter.release(t.result()))
+            else:
+                task.cancel()
+        loop.settle()
+        seen.append(limiter.limit)
+
+    for _ in range(4):
+        window()
+    assert seen[-1] >= 32                          # 4 -> 32 or more in four windows (additively: 12)
+    window(blocked_s=0.02)                          # congestion: the slow start ends
+    assert seen[-1] < seen[-2]
+    for _ in range(3):
+        window()
+    assert seen[-1] - seen[-4] == pytest.approx(3 * config.increase)   # additive from then on
+
+
 def test_the_limit_backs_off_when_the_event_loop_runs_late(loop: ClockLoop) -> None:
     limiter = loop.run(lambda: Limiter("test", LimitConfig(initial=32, min=4, max=64), wait_unbudgeted_s=60.0))
     for _ in range(20):
