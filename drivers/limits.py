@@ -12,8 +12,10 @@ Rules of this file:
   sent and gives it back when its answer (or error) is in; ``in_flight`` never
   exceeds ``limit``.
 - The limit moves by AIMD, once per ``window_s`` at most: down by ``backoff``
-  (multiplicative) when the window saw congestion, up by ``increase`` (additive)
-  when the limit was what held calls back and nothing was congested.  Until the
+  (multiplicative) when the window saw congestion, up by ``increase`` or the
+  limit's square root, whichever is more (additive; the square root as in Netflix's
+  gradient limit, so a large limit does not take seconds to move), when the limit
+  was what held calls back and nothing was congested.  Until the
   first congested window it starts slowly, as TCP does: it doubles instead of adding,
   and the first congestion halves it (the last size that saw none), so a
   service that starts under load reaches its working limit within a few windows
@@ -77,7 +79,8 @@ class LimitConfig:
     max: int = 512               # never more
     window_s: float = 0.05       # how often the limit may move
     backoff: float = 0.9         # the factor a congested window multiplies the limit by
-    increase: float = 2.0        # slots added after a window that held calls back and saw no congestion
+    increase: float = 2.0        # slots added (at least; or the limit's square root) after a window that
+                                 # held calls back and saw no congestion
     lag_target_s: float = 0.005  # the event loop answering later than this is congestion
     latency_tolerance: float = 2.0   # the window's mean call time above this x the long-run mean ...
     latency_slack_s: float = 0.005  # ... plus this, is congestion
@@ -444,7 +447,8 @@ class Limiter:
             self.limit = max(float(c.min), self.limit * c.backoff)
             self._slow_start = False
         elif self._held_back:
-            self.limit = min(float(c.max), self.limit * 2 if self._slow_start else self.limit + c.increase)
+            self.limit = min(float(c.max), self.limit * 2 if self._slow_start
+                             else self.limit + max(c.increase, math.sqrt(self.limit)))
         elif self._lag is not None and not self._waiters and not self._parked:
             self._lag.unwatch()   # nobody is held back: stop sampling the loop
             self._lag = None

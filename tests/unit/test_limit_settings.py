@@ -1,7 +1,8 @@
 """The adaptive limit's settings (docs/overload.md, "Settings") on a virtual clock, each checked by the exact
 step it makes once the slow start has ended (the first congested window ends it): a window that held
-calls back and saw no congestion adds ``increase``; a congested one multiplies the limit by ``backoff``;
-the event loop running later than ``lag_target_s`` is congestion.
+calls back and saw no congestion adds ``increase`` or the limit's square root, whichever is more; a
+congested one multiplies the limit by ``backoff``; the event loop running later than ``lag_target_s``
+is congestion.
 
 ``LimitConfig`` is the ``limit`` section of MySQL, MongoDB and Ignite alike (``<backend>.limit.*``).
 """
@@ -9,6 +10,7 @@ the event loop running later than ``lag_target_s`` is congestion.
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Iterator
 
 import pytest
@@ -60,9 +62,12 @@ def limiter_of(loop: ClockLoop, **settings: float) -> Limiter:
 
 
 @pytest.mark.parametrize("increase", [1.0, 5.0])
-def test_a_window_that_held_calls_back_without_congestion_adds_increase(loop: ClockLoop, increase: float) -> None:
-    limiter = limiter_of(loop, increase=increase)
-    assert [window(loop, limiter) for _ in range(3)] == pytest.approx([increase] * 3)
+def test_a_window_that_held_calls_back_without_congestion_adds_increase_or_the_limits_square_root(
+        loop: ClockLoop, increase: float) -> None:
+    limiter = limiter_of(loop, increase=increase)    # the limit is about 14 here: its square root about 3.8
+    for _ in range(3):
+        before = limiter.limit
+        assert window(loop, limiter) == pytest.approx(max(increase, math.sqrt(before)))
 
 
 @pytest.mark.parametrize("backoff", [0.5, 0.8])
@@ -79,4 +84,4 @@ def test_the_loop_later_than_lag_target_s_is_congestion(loop: ClockLoop, lag_tar
     limiter = limiter_of(loop, lag_target_s=lag_target_s, backoff=0.5, increase=2.0)
     before = limiter.limit
     window(loop, limiter, blocked_s=0.03)            # 25 ms late
-    assert limiter.limit == (before * 0.5 if congested else before + 2.0)
+    assert limiter.limit == pytest.approx(before * 0.5 if congested else before + max(2.0, math.sqrt(before)))
