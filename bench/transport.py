@@ -4,8 +4,11 @@
 
 Rules of this file:
 - Every server is started once, pinned to CPU 1 (``taskset``); wrk runs pinned to CPU 0 with
-  kept-alive connections.  The rounds alternate over all servers, so a machine that drifts
-  drifts for all of them; the median round is reported.
+  kept-alive connections.  The stack's own processes (those working in ``.stack/``: Redis,
+  MariaDB, the Ignite nodes' JVMs...) are moved to CPU 0 for the run and put back after, so the
+  server's core is its own: an Ignite node's periodic work or Redis's own CPU does not land on
+  it.  The rounds alternate over all servers, so a machine that drifts drifts for all of them;
+  the median round is reported.
 - Pairs, each stock Tornado and then the fast transport: a hello-world handler written the
   usual way (``bench.hello``; ``hello/lean`` also swaps ``Application`` for ``LeanApplication``),
   the service's ``/now`` and its Redis read (``GET /redis/kv/{key}``)
@@ -22,6 +25,7 @@ Rules of this file:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -30,6 +34,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +78,31 @@ def _command(name: str, port: int, log_dir: Path) -> tuple[list[str], dict[str, 
     return [py, "-m", "app", "serve", "--port", str(port)], {"ASYNCSTACK_SERVER__TRANSPORT": transport}, ROOT
 
 
+@contextlib.contextmanager
+def _stack_on(cpu: int) -> Iterator[int]:
+    """Every thread of the stack's processes (working directory under ``.stack/``) on ``cpu`` meanwhile."""
+    stack_dir = str(ROOT / ".stack")
+    moved: dict[int, set[int]] = {}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if not os.readlink(proc / "cwd").startswith(stack_dir):
+                continue
+            for task in (proc / "task").iterdir():
+                tid = int(task.name)
+                moved[tid] = os.sched_getaffinity(tid)
+                os.sched_setaffinity(tid, {cpu})
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue          # gone meanwhile, or not ours to move
+    try:
+        yield len(moved)
+    finally:
+        for tid, cpus in moved.items():
+            with contextlib.suppress(ProcessLookupError, OSError):
+                os.sched_setaffinity(tid, cpus)
+
+
 def _cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -106,6 +136,26 @@ def _put_key(server: Server) -> None:
         response.read()
 
 
+def _rounds(servers: dict[str, Server], names: list[str], runs: dict[str, list[dict[str, float]]], rounds: int,
+            seconds: float, connections: int) -> None:
+    for _ in range(rounds):
+        for name in names:
+            server = servers[name]
+            pid = server.procs[0].pid
+            path = TARGETS[name][0]
+            wrk.run(server.url + path, seconds=1, connections=connections, cpu=LOAD_CPU)  # warm
+            cpu0 = _cpu_seconds(pid)
+            result = wrk.run(server.url + path, seconds=seconds, connections=connections, cpu=LOAD_CPU)
+            cpu = _cpu_seconds(pid) - cpu0
+            if result.error_count:
+                raise RuntimeError(f"{name}: errors {result.errors}")
+            runs[name].append({"requests_per_s": result.requests_per_s,
+                               "requests_per_cpu_s": result.requests / cpu if cpu else 0.0,
+                               "cpu_us_per_request": 1e6 * cpu / result.requests,
+                               "p99_ms": result.p99_ms})
+            server.check_alive()
+
+
 def measure(seconds: float, rounds: int, connections: int, names: list[str], before: str | None) -> dict[str, Any]:
     wrk.ensure_installed()
     with tempfile.TemporaryDirectory(prefix="bench-transport-") as tmp:
@@ -124,22 +174,8 @@ def measure(seconds: float, rounds: int, connections: int, names: list[str], bef
             if redis is not None:
                 _put_key(redis)
             runs: dict[str, list[dict[str, float]]] = {name: [] for name in names}
-            for _ in range(rounds):
-                for name in names:
-                    server = servers[name]
-                    pid = server.procs[0].pid
-                    path = TARGETS[name][0]
-                    wrk.run(server.url + path, seconds=1, connections=connections, cpu=LOAD_CPU)  # warm
-                    cpu0 = _cpu_seconds(pid)
-                    result = wrk.run(server.url + path, seconds=seconds, connections=connections, cpu=LOAD_CPU)
-                    cpu = _cpu_seconds(pid) - cpu0
-                    if result.error_count:
-                        raise RuntimeError(f"{name}: errors {result.errors}")
-                    runs[name].append({"requests_per_s": result.requests_per_s,
-                                       "requests_per_cpu_s": result.requests / cpu if cpu else 0.0,
-                                       "cpu_us_per_request": 1e6 * cpu / result.requests,
-                                       "p99_ms": result.p99_ms})
-                    server.check_alive()
+            with _stack_on(LOAD_CPU):
+                _rounds(servers, names, runs, rounds, seconds, connections)
         finally:
             for server in servers.values():
                 for proc in server.procs:
