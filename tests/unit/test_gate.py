@@ -83,15 +83,19 @@ def test_the_callback_runs_in_the_context_it_was_given(loop: ClockLoop) -> None:
     assert seen == ["connection"]
 
 
+def two_waiting(loop: ClockLoop, limiter: Limiter, max_pause_s: float) -> tuple[ReadGate, list[float], list[float]]:
+    """Two connections' gates waiting on ``limiter``, in order: the first gate, and what each was called with."""
+    gates = [ReadGate(max_pause_s), ReadGate(max_pause_s)]
+    calls: list[list[float]] = [[], []]
+    for gate, called in zip(gates, calls, strict=True):
+        gate.remember([limiter])
+        loop.run(lambda g=gate, c=called: g.when_open(c.append))
+    return gates[0], calls[0], calls[1]
+
+
 def test_a_cancelled_wait_never_calls_back_and_leaves_the_line(loop: ClockLoop) -> None:
     mysql, began = full(loop, "mysql")
-    gate, other = ReadGate(max_pause_s=1.0), ReadGate(max_pause_s=1.0)
-    gate.remember([mysql])
-    other.remember([mysql])
-    called: list[float] = []
-    others: list[float] = []
-    loop.run(lambda: gate.when_open(called.append))
-    loop.run(lambda: other.when_open(others.append))
+    gate, called, others = two_waiting(loop, mysql, max_pause_s=1.0)
     gate.cancel()                                     # its connection closed while it waited
     loop.run(lambda: mysql.release(began))
     loop.settle()
@@ -102,18 +106,12 @@ def test_a_cancelled_wait_never_calls_back_and_leaves_the_line(loop: ClockLoop) 
 
 def test_a_wait_cancelled_after_its_wake_passes_the_room_on(loop: ClockLoop) -> None:
     mysql, began = full(loop, "mysql")
-    gate, other = ReadGate(max_pause_s=5.0), ReadGate(max_pause_s=5.0)
-    gate.remember([mysql])
-    other.remember([mysql])
-    called: list[float] = []
-    others: list[float] = []
+    gate, called, others = two_waiting(loop, mysql, max_pause_s=5.0)
 
     def release_then_close() -> None:
         mysql.release(began)       # wakes the first gate: its callback is due in this loop turn ...
         gate.cancel()              # ... but its connection closes first
 
-    loop.run(lambda: gate.when_open(called.append))
-    loop.run(lambda: other.when_open(others.append))
     loop.run(release_then_close)
     loop.settle()
     assert called == [] and len(others) == 1          # at once, not after the woken caller's hold expires
