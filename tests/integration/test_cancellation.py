@@ -25,6 +25,7 @@ import pytest
 from app.settings import Settings
 from drivers import budget
 from drivers.errors import BackendBusy, BackendError, BackendTimeout
+from drivers.limits import Limiter
 from drivers.mongo import MongoClient
 from drivers.mongo.client import Collection
 from drivers.mysql import MySQLClient
@@ -177,3 +178,20 @@ async def test_mongo_interrupted_finds_never_hand_a_document_to_another_caller(m
         while mongo.client.limiter.in_flight:   # operations whose callers left end by their own deadline
             await asyncio.sleep(0.01)
     await afterwards_every_call_gets_its_own(spare, call, own, ferretdb_fault)   # inserted, never asked for yet
+
+
+async def test_mongo_a_budget_that_runs_out_while_a_slot_is_taken_gives_the_slot_back(
+        mongo: Collection, monkeypatch: pytest.MonkeyPatch) -> None:
+    limiter = mongo.client.limiter
+    taken = Limiter.acquire
+
+    async def slow_acquire(self: Limiter) -> float:   # the slot comes just as the budget ends (a wait run to its end)
+        began = await taken(self)
+        await asyncio.sleep(0.05)
+        return began
+
+    monkeypatch.setattr(Limiter, "acquire", slow_acquire)
+    with pytest.raises(budget.BudgetExhausted) as caught, budget.within(0.02):
+        await mongo.find_one({"_id": token()})
+    assert caught.value.backend == "mongo"
+    assert limiter.in_flight == 0, "the slot was not given back"
