@@ -274,7 +274,12 @@ def _haproxy_bounds(name: str, m: Measured) -> None:
     find a lost host within about a second and cut what it holds, whatever the fault; a GET it held
     is sent to another host (it closed without an answer: ``empty-response``), a POST is answered
     502 (never sent again)."""
-    assert m.failed_gets <= 2 and m.failed_posts <= POST_LOOPS and m.retried >= 1, m
+    # A killed host's kernel closes its connections at once, but HAProxy may already have sent a POST on
+    # a kept-alive connection to it that it had not yet seen closed: that POST gets no answer and, as a
+    # POST, is not sent again (502). So a loop may lose, besides the POST it had in flight, one more
+    # within the fraction of a second before the host is marked down (seen once in CI: 5 with 4 loops).
+    extra = 1 if name == "kill" else 0
+    assert m.failed_gets <= 2 and m.failed_posts <= POST_LOOPS + extra and m.retried >= 1, m
     if name == "kill":
         assert m.last_failure_s < 2 and m.reconnected_within_s < 5, m
     else:
