@@ -13,11 +13,6 @@ of a read retried after a reset connection waited 2 s under a 1.5 s timeout), so
 the call is also stopped ``_GRACE_S`` after it; the error then says what PyMongo's
 monitor last saw of the server (unreachable: 503; no answer: 504).
 
-PyMongo's operation runs in a task of its own that the caller's cancellation does
-not reach (``Collection._call``): cancelled inside its pool's checkout, PyMongo can
-keep the pool's lock for good.  A caller that leaves returns at once; the operation
-ends by its deadline and holds its limiter slot until then.
-
 PyMongo still uses a thread underneath in one place: the TLS handshake.  Pool
 occupancy is counted from PyMongo's connection-pool events (called on the loop).
 """
@@ -125,34 +120,20 @@ class Collection:
         self._timeout_s = client.config.socket_timeout_s
 
     async def _call(self, op: str, call: Callable[[], Awaitable[T]]) -> T:
-        """The boundary of one call: observed, errors converted, a slot of the limiter, one deadline.
-
-        PyMongo's operation runs in a task of its own, which the caller's cancellation does not
-        reach: a caller that leaves (its request cancelled) returns at once, and the operation
-        ends by its own deadline, holding its limiter slot until then.  Cancelling PyMongo inside
-        its connection pool's checkout can leave the pool's lock held for good (seen with PyMongo
-        4.18-4.20 on Python 3.11: every later call then waited on that lock forever), so PyMongo
-        is cancelled only when it overruns its deadline by ``_GRACE_S``.
-        """
+        """The boundary of one call: observed, errors converted, a slot of the limiter, one deadline."""
         with self._calls.call(op), converted(_convert):
             began = await self._limiter.acquire()
             try:
                 limit = budget.limit(self._timeout_s, "mongo")   # the budget may have run out while it waited
-            except BaseException:
+                async with asyncio.timeout(limit + _GRACE_S):
+                    with pymongo.timeout(limit):
+                        result = await call()
+            except TimeoutError as exc:
+                if isinstance(exc, DriverError):
+                    raise
+                raise self._client.stalled(limit) from None
+            finally:
                 self._limiter.release(began)
-                raise
-            task = asyncio.ensure_future(_within(limit, call))
-            task.add_done_callback(lambda _: self._limiter.release(began))
-            try:
-                done, _ = await asyncio.wait((task,), timeout=limit + _GRACE_S)
-            except asyncio.CancelledError:
-                task.add_done_callback(_retrieved)     # ends by its deadline; nobody waits for it
-                raise
-            if not done:
-                task.cancel()
-                task.add_done_callback(_retrieved)
-                raise self._client.stalled(limit)
-            result = task.result()
         await self._limiter.turn()   # the answer is in: the caller's work on it waits if this iteration ran long
         return result
 
@@ -190,17 +171,6 @@ class Collection:
         async def delete() -> int:
             return int((await self.raw.delete_many(filter)).deleted_count)
         return await self._call("delete_many", delete)
-
-
-async def _within(limit_s: float, call: Callable[[], Awaitable[T]]) -> T:
-    with pymongo.timeout(limit_s):
-        return await call()
-
-
-def _retrieved(task: asyncio.Future[Any]) -> None:
-    """Mark the outcome of an operation nobody waits for any more as seen (no "never retrieved" warning)."""
-    if not task.cancelled():
-        task.exception()
 
 
 class MongoClient(LifecycleMixin):
