@@ -16,10 +16,11 @@ Rules of this file:
   limit's square root, whichever is more (additive; the square root as in Netflix's
   gradient limit, so a large limit does not take seconds to move), when the limit
   was what held calls back and nothing was congested.  Until the
-  first congested window it starts slowly, as TCP does: it doubles instead of adding,
-  and the first congestion halves it (the last size that saw none), so a
-  service that starts under load reaches its working limit within a few windows
-  instead of seconds of ``increase`` steps (from 32 to 200 in 2 slots a window took 4 s).  Congestion is either of:
+  first congested window it starts slowly, as TCP does: it doubles instead of adding
+  (the first congestion multiplies it by ``backoff`` like any other), so a service
+  that starts under load reaches its working limit within a few windows instead of
+  seconds of ``increase`` steps (from 32 to 200 in 2 slots a window took 4 s).
+  Congestion is either of:
   the event loop answering late (``LoopLag``: a timer every 5 ms fires later
   than ``lag_target_s``: the process's CPU is saturated, and every route, cheap
   ones too, waits behind the work), or the backend's own latency rising (the
