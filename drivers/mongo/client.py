@@ -20,8 +20,9 @@ occupancy is counted from PyMongo's connection-pool events (called on the loop).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
 
 import pymongo
 from bson.errors import InvalidDocument
@@ -37,7 +38,6 @@ from drivers.limits import Limiter
 from drivers.mongo.config import MongoConfig
 
 Document = dict[str, Any]
-T = TypeVar("T")
 
 
 def _convert(exc: BaseException) -> DriverError | None:
@@ -119,7 +119,8 @@ class Collection:
         self._limiter = client.limiter
         self._timeout_s = client.config.socket_timeout_s
 
-    async def _call(self, op: str, call: Callable[[], Awaitable[T]]) -> T:
+    @asynccontextmanager
+    async def _call(self, op: str) -> AsyncIterator[None]:
         """The boundary of one call: observed, errors converted, a slot of the limiter, one deadline."""
         with self._calls.call(op), converted(_convert):
             began = await self._limiter.acquire()
@@ -127,7 +128,7 @@ class Collection:
                 limit = budget.limit(self._timeout_s, "mongo")   # the budget may have run out while it waited
                 async with asyncio.timeout(limit + _GRACE_S):
                     with pymongo.timeout(limit):
-                        result = await call()
+                        yield
             except TimeoutError as exc:
                 if isinstance(exc, DriverError):
                     raise
@@ -135,7 +136,6 @@ class Collection:
             finally:
                 self._limiter.release(began)
         await self._limiter.turn()   # the answer is in: the caller's work on it waits if this iteration ran long
-        return result
 
     def __repr__(self) -> str:
         return f"<Collection {self.raw.full_name}>"
@@ -146,31 +146,28 @@ class Collection:
 
     async def find_one(self, filter: Mapping[str, Any], projection: Mapping[str, Any] | None = None,
                        ) -> Document | None:
-        return await self._call("find_one", lambda: self.raw.find_one(filter, projection))
+        async with self._call("find_one"):
+            return await self.raw.find_one(filter, projection)
 
     async def find(self, filter: Mapping[str, Any], projection: Mapping[str, Any] | None = None, *,
                    limit: int = 0) -> list[Document]:
         """Every matching document (at most ``limit``; 0: no limit), read to the end."""
-        async def every() -> list[Document]:
+        async with self._call("find"):
             return [doc async for doc in self.raw.find(filter, projection, limit=limit)]
-        return await self._call("find", every)
 
     async def insert_one(self, doc: Document) -> Any:
         """Store ``doc``; its ``_id``."""
-        async def insert() -> Any:
+        async with self._call("insert_one"):
             return (await self.raw.insert_one(doc)).inserted_id
-        return await self._call("insert_one", insert)
 
     async def insert_many(self, docs: Sequence[Document], *, ordered: bool = True) -> list[Any]:
-        async def insert() -> list[Any]:
+        async with self._call("insert_many"):
             return list((await self.raw.insert_many(docs, ordered=ordered)).inserted_ids)
-        return await self._call("insert_many", insert)
 
     async def delete_many(self, filter: Mapping[str, Any]) -> int:
         """Delete every matching document; how many there were."""
-        async def delete() -> int:
+        async with self._call("delete_many"):
             return int((await self.raw.delete_many(filter)).deleted_count)
-        return await self._call("delete_many", delete)
 
 
 class MongoClient(LifecycleMixin):
