@@ -83,6 +83,8 @@ class Line:
     status: int
     tries: list[str]                 # the hosts tried, in order ("?" for a try HAProxy does not name)
     first_try_s: float | None        # how long the first try took (nginx only)
+    request_id: str = ""
+    termination: str = ""            # HAProxy's termination state (its log's %ts), "" for nginx
 
 
 def _lines(prefix: str) -> list[Line]:
@@ -91,11 +93,12 @@ def _lines(prefix: str) -> list[Line]:
         rows = [json.loads(ln) for ln in HAPROXY.log_file.read_text().splitlines()
                 if f'"request_id":"{prefix}-' in ln]
         return [Line(float(r["accepted"]), r["ms"] / 1000, r["method"], r["status"],
-                     ["?"] * int(r["retries"].lstrip("+") or 0) + [r["upstream"]], None) for r in rows]
+                     ["?"] * int(r["retries"].lstrip("+") or 0) + [r["upstream"]], None, r["request_id"],
+                     r["termination"]) for r in rows]
     rows = [json.loads(ln) for ln in (NGINX_DIR / "access.log").read_text().splitlines()
             if f'"request_id":"{prefix}-' in ln]
     return [Line(float(r["msec"]) - float(r["seconds"]), float(r["seconds"]), r["method"], r["status"],
-                 r["upstream"].split(", "), float(r["upstream_seconds"].split(", ")[0]))
+                 r["upstream"].split(", "), float(r["upstream_seconds"].split(", ")[0]), r["request_id"])
             for r in rows]
 
 
@@ -111,6 +114,13 @@ def _ran(hosts: list[Host], counter: str) -> tuple[Counter[str], int]:
                 ran[entry["request_id"]] += 1
                 ok += entry["status"] == 200
     return ran, ok
+
+
+def _seen_by(hosts: list[Host], request_id: str) -> list[tuple[int, int]]:
+    """(host index, status) of each host access-log line of one request: where it ran, if it did."""
+    entries = [(h.index, json.loads(line)) for h in hosts for line in h.log_file.read_text().splitlines()
+               if line.startswith("{") and request_id in line]
+    return [(index, entry["status"]) for index, entry in entries if entry.get("request_id") == request_id]
 
 
 def _counter(key: str) -> int:
@@ -220,10 +230,14 @@ async def test_a_host_lost_under_load_costs_at_most_its_in_flight_requests(hosts
     measured, load, subs, published, counter = await _run(fault, hosts)
     lines = _lines(load.prefix)
     print(f"\n{using}, {name}: {measured}; {load.resent} GETs resent on a new connection")
-    # what failed was on the victim: its answer came from it (the balancer's 502 or 504 for it)
+    # what failed was on the victim: its answer came from it (the balancer's 502 or 504 for it), or
+    # HAProxy cut it when it marked the victim down (termination "D..."): a POST the victim refused
+    # and that was sent on to another host in the same instant is cut with the victim's streams
     victim = hosts[fault.victim].upstream
     failed = [ln for ln in lines if ln.status != 200]
-    assert all(ln.tries[-1] == victim for ln in failed), failed[:5]
+    elsewhere = [ln for ln in failed if ln.tries[-1] != victim
+                 and not (ln.termination.startswith("D") and len(ln.tries) > 1)]
+    assert not elsewhere, [(ln, _seen_by(hosts, ln.request_id)) for ln in elsewhere[:5]]
     # nginx sent a request to another host only when the first had not answered within 2 s: never one
     # that waited for an answer (its read timeout is 10 s) and may have run; for a POST, only when the
     # first gave no connection (refused, or none within the 1 s proxy_connect_timeout: never sent)
@@ -274,10 +288,10 @@ def _haproxy_bounds(name: str, m: Measured) -> None:
     find a lost host within about a second and cut what it holds, whatever the fault; a GET it held
     is sent to another host (it closed without an answer: ``empty-response``), a POST is answered
     502 (never sent again)."""
-    # A killed host's kernel closes its connections at once, but HAProxy may already have sent a POST on
-    # a kept-alive connection to it that it had not yet seen closed: that POST gets no answer and, as a
-    # POST, is not sent again (502). So a loop may lose, besides the POST it had in flight, one more
-    # within the fraction of a second before the host is marked down (seen once in CI: 5 with 4 loops).
+    # When a host is killed, a loop may lose, besides the POST it had in flight, one more: a POST the
+    # dead host refused that HAProxy had just sent on to another host when it marked the dead one down
+    # is cut with the dead host's streams (502, termination "DH"; docs/deploy.md). Seen in CI: 5 with
+    # 4 loops.
     extra = 1 if name == "kill" else 0
     assert m.failed_gets <= 2 and m.failed_posts <= POST_LOOPS + extra and m.retried >= 1, m
     if name == "kill":
