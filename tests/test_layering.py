@@ -34,7 +34,7 @@ RANKS: dict[str, dict[str, int]] = {
         "remote": 2, "invalidation": 2, "cache": 3, "__init__": 4,
     },
     "drivers.mysql": {"config": 0, "pool": 1, "client": 2, "__init__": 3},
-    "drivers.mongo": {"config": 0, "client": 1, "__init__": 2},
+    "drivers.mongo": {"config": 0, "lockfix": 0, "client": 1, "__init__": 2},
 }
 SANS_IO = ("drivers.ignite.protocol", "drivers.ignite.codec", "drivers.redis.resp", "drivers.cache.keys",
            "drivers.cache.local", "drivers.redis.slots")

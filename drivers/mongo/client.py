@@ -13,6 +13,10 @@ of a read retried after a reset connection waited 2 s under a 1.5 s timeout), so
 the call is also stopped ``_GRACE_S`` after it; the error then says what PyMongo's
 monitor last saw of the server (unreachable: 503; no answer: 504).
 
+On Python 3.11, PyMongo's wait for a pooled connection can keep the pool's lock for
+good when its caller is cancelled twice; ``drivers.mongo.lockfix`` replaces that wait
+(installed when this module is imported).
+
 PyMongo still uses a thread underneath in one place: the TLS handshake.  Pool
 occupancy is counted from PyMongo's connection-pool events (called on the loop).
 """
@@ -35,7 +39,10 @@ from drivers import budget
 from drivers.base import Calls, ClientStats, LifecycleMixin, client_stats, converted
 from drivers.errors import BackendError, BackendTimeout, BackendUnavailable, DriverError, InterfaceError
 from drivers.limits import Limiter
+from drivers.mongo import lockfix
 from drivers.mongo.config import MongoConfig
+
+lockfix.install()
 
 Document = dict[str, Any]
 
