@@ -20,6 +20,7 @@ import pytest
 import uvloop
 
 from app.settings import Settings, load_settings
+from tests.timeouts import bound_async_tests
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -45,6 +46,11 @@ def run_stack(*args: str, env: dict[str, str] | None = None,
 def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, Any]:
     """Tests run on uvloop, the loop the service runs on."""
     return {"uvloop": uvloop.new_event_loop}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Async tests are cancelled at their timeout (tests/timeouts.py: pytest-timeout cannot stop them on uvloop)."""
+    bound_async_tests(items)
 
 
 async def run_stack_async(*args: str) -> subprocess.CompletedProcess[str]:

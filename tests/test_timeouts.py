@@ -1,0 +1,70 @@
+"""tests/timeouts.py: an async test that waits forever fails at its timeout on uvloop, and the run goes on.
+
+A pytest run in a child process on two tests (one that waits forever, under a 3 s timeout marker,
+and one that passes), once with this suite's bound and once with pytest-timeout alone: with the bound
+the first fails at about its timeout and the second still runs; without it, the run is still waiting
+when the child is stopped after STALLED_S.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+STALLED_S = 10.0
+
+TESTS = '''
+import asyncio
+import pytest
+
+@pytest.mark.timeout(3)
+async def test_waits_forever() -> None:
+    await asyncio.Event().wait()
+
+async def test_after_it() -> None:
+    assert True
+'''
+
+CONFTEST = '''
+import uvloop
+from tests.timeouts import bound_async_tests
+
+def pytest_asyncio_loop_factories(config, item):
+    return {"uvloop": uvloop.new_event_loop}
+
+def pytest_collection_modifyitems(config, items):
+    if BOUND:
+        bound_async_tests(items)
+'''
+
+
+def _run(tmp_path: Path, bound: bool) -> tuple[subprocess.CompletedProcess[str] | None, float]:
+    (tmp_path / "test_hangs.py").write_text(TESTS)
+    (tmp_path / "conftest.py").write_text(f"BOUND = {bound}\n" + CONFTEST)
+    began = time.monotonic()
+    try:
+        done: subprocess.CompletedProcess[str] | None = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", "-p", "no:cacheprovider",
+             "-o", "asyncio_mode=auto", "-o", "asyncio_default_test_loop_scope=session",
+             "--rootdir", str(tmp_path), "-c", "/dev/null", str(tmp_path)],
+            cwd=ROOT, capture_output=True, text=True, timeout=STALLED_S, check=False,
+            env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    except subprocess.TimeoutExpired:
+        done = None
+    return done, time.monotonic() - began
+
+
+def test_a_hung_async_test_fails_at_its_timeout_and_the_run_goes_on(tmp_path: Path) -> None:
+    done, took = _run(tmp_path, bound=True)
+    assert done is not None, f"the run did not end within {STALLED_S} s"
+    assert "1 failed, 1 passed" in done.stdout, done.stdout[-2000:]
+    assert "did not end within 2 s and was cancelled" in done.stdout, done.stdout[-2000:]
+    assert took < STALLED_S
+
+
+def test_without_the_bound_pytest_timeout_does_not_stop_it_on_uvloop(tmp_path: Path) -> None:
+    done, _ = _run(tmp_path, bound=False)
+    assert done is None, done.stdout[-2000:]
