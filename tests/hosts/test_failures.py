@@ -290,8 +290,8 @@ def _haproxy_bounds(name: str, m: Measured) -> None:
     502 (never sent again)."""
     # When a host is killed, a loop may lose, besides the POST it had in flight, one more: a POST the
     # dead host refused that HAProxy had just sent on to another host when it marked the dead one down
-    # is cut with the dead host's streams (502, termination "DH"; docs/deploy.md). Seen in CI: 5 with
-    # 4 loops.
+    # is cut with the dead host's streams (502, termination "DH"; docs/deploy.md). CI once saw 5 failed
+    # POSTs with 4 loops, before termination states were kept: this is the one mechanism found for it.
     extra = 1 if name == "kill" else 0
     assert m.failed_gets <= 2 and m.failed_posts <= POST_LOOPS + extra and m.retried >= 1, m
     if name == "kill":
