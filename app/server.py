@@ -139,7 +139,10 @@ async def serve_forever(settings: Settings) -> int:
     sampler = asyncio.create_task(metrics.sample_forever(ctx.clients, lambda: ctx.in_flight, s.loop_lag_interval_s,
                                                          ctx.hub.stats, ctx.cache.snapshot))
     reporter = status.start(ctx)     # this worker's figures for GET /status, once a second
-    print(f"serving on http://{s.host}:{s.port} (pid {os.getpid()})", flush=True)
+    # One write(2) with its newline: the workers share one stdout, and a line split over two
+    # writes can be joined to another worker's.
+    sys.stdout.flush()
+    os.write(sys.stdout.fileno(), f"serving on http://{s.host}:{s.port} (pid {os.getpid()})\n".encode())
     await stop.wait()
     await _shut_down(ctx, server, settings)
     await status.stop(reporter)

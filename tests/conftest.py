@@ -95,7 +95,7 @@ class ServerProcess:
         """
         deadline = time.monotonic() + within_s
         while True:
-            pids = {int(pid) for pid in re.findall(r"^serving on \S+ \(pid (\d+)\)$", self.stdout(), re.M)}
+            pids = {int(pid) for pid in re.findall(r"serving on \S+ \(pid (\d+)\)", self.stdout())}
             if len(pids) >= workers or time.monotonic() > deadline:
                 assert len(pids) == workers, f"{len(pids)} of {workers} workers listen: {self.stdout()[-2000:]}"
                 return pids
