@@ -61,6 +61,8 @@ class _Channel:
     joining: dict[Peer, list[tuple[StreamId, bytes]]] = field(default_factory=dict)
     last: StreamId | None = None
     backlog: list[tuple[StreamId, bytes, bytes]] | None = None
+    catching_up: bool = False     # a catch-up task runs; ``again`` asks it for one more pass
+    again: bool = False
     batch: list[tuple[StreamId, bytes, bytes]] | None = None
     subscribed: asyncio.Future[None] | None = None
 
@@ -227,7 +229,7 @@ class Hub:
     async def _ensure_subscribed(self, channel: _Channel) -> bool:
         """Make this process subscribed to the channel; True for the call that did it."""
         current = channel.subscribed
-        if current is not None and current.done() and not current.cancelled() and current.exception() is None:
+        if _established(channel):
             return False
         first = current is None or current.done()
         if first:
@@ -318,33 +320,56 @@ class Hub:
             self._leave(peer, name)
         peer.close(SLOW_CONSUMER, "slow consumer: too many messages waiting")
 
+    def on_lost(self) -> None:
+        """The subscription is gone: live messages of every established channel wait in its backlog.
+
+        Set before the new connection subscribes, so a message that comes on it before the
+        catch-up has read the stream cannot be delivered ahead of what was published meanwhile.
+        """
+        for channel in self._channels.values():
+            if channel.catching_up:
+                channel.again = True
+            elif _established(channel) and channel.backlog is None:
+                channel.backlog = []
+
     def on_resubscribed(self, channels: list[str]) -> None:
         """The subscription came back: each channel fetches what it missed meanwhile."""
         for channel in self._channels.values():
-            established = channel.subscribed is not None and channel.subscribed.done() \
-                and not channel.subscribed.cancelled() and channel.subscribed.exception() is None
-            if established and channel.backlog is None:
-                channel.backlog = []
-                task = asyncio.create_task(self._catch_up(channel))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+            if channel.backlog is None:
+                continue
+            if channel.catching_up:
+                channel.again = True   # lost again while catching up: read the stream once more
+                continue
+            channel.catching_up = True
+            task = asyncio.create_task(self._catch_up(channel))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     async def _catch_up(self, channel: _Channel) -> None:
+        """Deliver what the stream holds after ``last``, then the backlog; again if the subscription was lost again."""
         try:
-            # Nothing delivered here yet: the whole stream is newer than this process's subscription
-            # (had it held anything then, ``last`` would have been set from it).
-            replay = await self.history.replay(channel.name, channel.last or StreamId(0, 0))
-            await self.subscriber.barrier()
-            self._deliver(channel, replay.entries)
-            if not replay.recovered:
-                log.warning("channel %s: messages published while the subscription was down are gone from "
-                            "its history", channel.name)
+            while True:
+                channel.again = False
+                # Nothing delivered here yet: the whole stream is newer than this process's subscription
+                # (had it held anything then, ``last`` would have been set from it).
+                replay = await self.history.replay(channel.name, channel.last or StreamId(0, 0))
+                await self.subscriber.barrier()
+                self._deliver(channel, replay.entries)
+                if not replay.recovered:
+                    log.warning("channel %s: messages published while the subscription was down are gone "
+                                "from its history", channel.name)
+                if not channel.again:
+                    break
         except DriverError as exc:
+            if not self.subscriber.connected:
+                # Lost again: the backlog stays, and the next ``on_resubscribed`` starts over.
+                channel.catching_up = False
+                return
             log.warning("channel %s: could not fetch what was missed during the reconnection: %s",
                         channel.name, exc)
-        finally:
-            backlog, channel.backlog = channel.backlog or [], None
-            self._deliver(channel, backlog)
+        channel.catching_up = False
+        backlog, channel.backlog = channel.backlog or [], None
+        self._deliver(channel, backlog)
 
     # -- publishing --------------------------------------------------------------------------------
 
@@ -363,6 +388,11 @@ class Hub:
         subscriptions = sum(len(c.live) + len(c.joining) for c in self._channels.values())
         return {"connections": len(self.peers), "subscriptions": subscriptions, "channels": len(self._channels),
                 "subscriber": self.subscriber.stats(), **dataclasses.asdict(self.counters)}
+
+
+def _established(channel: _Channel) -> bool:
+    done = channel.subscribed
+    return done is not None and done.done() and not done.cancelled() and done.exception() is None
 
 
 def _retrieve(future: asyncio.Future[None]) -> None:

@@ -94,6 +94,9 @@ class InvalidationBus:
     def on_batch(self) -> None:
         pass
 
+    def on_lost(self) -> None:
+        pass   # the flush on resubscription covers what is missed meanwhile
+
     def on_resubscribed(self, channels: list[str]) -> None:
         self.resubscriptions += 1
         self.on_flush("subscription")

@@ -18,6 +18,8 @@ Rules of this file:
   (``drivers.retry.reconnect``, forever until ``aclose``), subscribes again to
   every wanted channel in one command, and then tells each listener
   ``on_resubscribed(channels)`` so it can fetch what was published meanwhile.
+  Each listener hears ``on_lost()`` before that SUBSCRIBE goes out: messages of
+  the new connection can arrive before ``on_resubscribed``.
 - Its liveness rule: a PING every ``health_interval_s`` finds a connection that
   died without a FIN (a host gone, a firewall); no PONG within ``health_timeout_s``
   closes it, and reconnection follows.
@@ -55,6 +57,14 @@ class Listener(Protocol):
 
     def on_batch(self) -> None:
         """The messages of one read from Redis have all been handed over."""
+
+    def on_lost(self) -> None:
+        """The subscription was lost; called before the new connection subscribes again.
+
+        Messages that come on the new connection may reach ``on_message`` before
+        ``on_resubscribed`` is called: a listener that fills the gap from elsewhere holds
+        them back from here on.
+        """
 
     def on_resubscribed(self, channels: list[str]) -> None:
         """The subscription was lost and is back: what was published meanwhile is gone from pub/sub."""
@@ -336,6 +346,11 @@ class Subscriber(LifecycleMixin):
             if self._closed:
                 return
             log.warning("redis %s: the subscription was lost; reconnecting", self.where)
+            for _, listener in self._listeners:
+                try:
+                    listener.on_lost()
+                except Exception:
+                    log.exception("pub/sub lost callback failed")
             fresh = await reconnect(self._resubscribed, self.config.subscription.reconnect,
                                     retry_on=(BackendUnavailable, BackendTimeout), stop=lambda: self._closed,
                                     on_failure=self._reconnect_failed)

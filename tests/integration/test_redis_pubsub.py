@@ -23,18 +23,24 @@ class Inbox:
     def __init__(self) -> None:
         self.messages: list[tuple[bytes, bytes]] = []
         self.resubscribed: list[list[str]] = []
+        self.events: list[str] = []   # "lost", "message", "resubscribed", in the order they came
         self.arrived = asyncio.Event()
         self.sub: Subscriber
 
     def on_message(self, channel: bytes, payload: bytes) -> None:
         self.messages.append((channel, payload))
+        self.events.append("message")
         self.arrived.set()
+
+    def on_lost(self) -> None:
+        self.events.append("lost")
 
     def on_batch(self) -> None:
         pass
 
     def on_resubscribed(self, channels: list[str]) -> None:
         self.resubscribed.append(channels)
+        self.events.append("resubscribed")
 
     async def wait_for(self, n: int, timeout: float = 5) -> None:
         async with asyncio.timeout(timeout):
@@ -88,6 +94,37 @@ async def test_a_killed_connection_comes_back_subscribed(inbox: Inbox, plain: ar
     assert await plain.publish(channel, "back") == 1
     await inbox.wait_for(1)
     assert inbox.messages == [(channel.encode(), b"back")]
+
+
+async def test_the_listener_hears_of_the_loss_before_any_message_of_the_new_connection(
+        inbox: Inbox, plain: aredis.Redis) -> None:
+    """A listener that fills the gap from elsewhere (the WebSocket hub reads its streams) must hold
+    back what the new connection brings before ``on_resubscribed``: ``on_lost`` comes first."""
+    sub, channel = inbox.sub, f"{PREFIX}{uuid.uuid4().hex}"
+    await sub.subscribe(channel)
+    stop = asyncio.Event()
+
+    async def publish() -> int:
+        sent = 0
+        while not stop.is_set():
+            await plain.publish(channel, str(sent))
+            sent += 1
+        return sent
+
+    publisher = asyncio.create_task(publish())
+    await inbox.wait_for(10)
+    assert await plain.client_kill_filter(_type="pubsub", skipme=True) >= 1
+    deadline = time.monotonic() + 10
+    while not inbox.resubscribed and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    await inbox.wait_for(len(inbox.messages) + 10)   # the new connection delivers
+    stop.set()
+    await publisher
+    events = inbox.events
+    assert events.count("lost") == 1 and events.count("resubscribed") == 1, events[-20:]
+    lost = events.index("lost")
+    assert "message" in events[:lost] and "message" in events[lost:]
+    assert lost < events.index("resubscribed")
 
 
 async def test_subscribing_while_disconnected_fails_fast(settings: Settings) -> None:

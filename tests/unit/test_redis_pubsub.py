@@ -60,6 +60,9 @@ class Inbox:
     def on_batch(self) -> None:
         self.batches += 1
 
+    def on_lost(self) -> None:
+        pass
+
     def on_resubscribed(self, channels: list[str]) -> None:
         self.resubscribed.append(channels)
 

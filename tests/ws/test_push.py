@@ -388,6 +388,38 @@ async def test_metrics_count_connections_subscriptions_and_frames(push_server: S
     assert (delta("ws_connections", after), delta("ws_subscriptions", after)) == (0, 0)
 
 
+async def test_a_steady_stream_of_messages_survives_the_reconnection_whole_and_in_order(
+        push_server: ServerProcess, settings: Settings) -> None:
+    """Publishers keep going through the loss: messages come on the new connection right after its
+    SUBSCRIBE is acknowledged, while the catch-up has not read the stream yet.  They must wait for
+    it, or the gap's messages would be dropped as older than what was already delivered."""
+    channel = channel_name("steady")
+    client = await Client.open(push_server)
+    plain = aredis.Redis(host=settings.redis.host, port=settings.redis.port)
+    publishers, each = 4, 60
+    try:
+        await client.subscribe(channel)
+
+        async def publisher(k: int) -> None:
+            for i in range(each):
+                await publish_async(push_server, channel, k * each + i)
+
+        tasks = [asyncio.create_task(publisher(k)) for k in range(publishers)]
+        first = await client.messages(8)
+        assert await plain.client_kill_filter(_type="pubsub", skipme=True) >= 1
+        await asyncio.gather(*tasks)
+        rest = await client.messages(publishers * each - 8, timeout=15)
+    finally:
+        await plain.aclose()
+    try:
+        got = [m["data"] for m in first + rest]
+        assert sorted(got) == list(range(publishers * each)), "a message came twice"
+        assert ids_increase(first + rest)
+        await client.nothing_more()
+    finally:
+        await client.close()
+
+
 async def test_messages_published_while_the_subscription_reconnects_arrive_once_in_order(
         push_server: ServerProcess, settings: Settings) -> None:
     channel = channel_name("gap")
