@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import signal
@@ -48,6 +49,18 @@ def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> d
     return {"uvloop": uvloop.new_event_loop}
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A failed test that used a server fixture shows the end of that server's stderr (its log)."""
+    report: Any = yield
+    if report.failed and isinstance(item, pytest.Function):
+        for name, value in item.funcargs.items():
+            if isinstance(value, ServerProcess):
+                with contextlib.suppress(OSError):
+                    report.sections.append((f"stderr of the server ({name})", value.stderr()[-6000:]))
+    return report  # type: ignore[no-any-return]
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Async tests are cancelled at their timeout (tests/timeouts.py: pytest-timeout cannot stop them on uvloop)."""
     bound_async_tests(items)
@@ -77,15 +90,20 @@ def settings(stack: None) -> Settings:
 class ServerProcess:
     """``python -m app serve`` as a child process on a free port."""
 
-    def __init__(self, port: int, proc: subprocess.Popen[str], stdout: Path) -> None:
+    def __init__(self, port: int, proc: subprocess.Popen[str], stdout: Path, stderr: Path) -> None:
         self.port = port
         self.proc = proc
         self.url = f"http://127.0.0.1:{port}"
         self.stdout_path = stdout
+        self.stderr_path = stderr
 
     def stdout(self) -> str:
         """What the server wrote to stdout so far (the access log)."""
         return self.stdout_path.read_text()
+
+    def stderr(self) -> str:
+        """What the server wrote to stderr so far (its JSON log lines and warnings)."""
+        return self.stderr_path.read_text()
 
     def listening(self, workers: int, within_s: float = 30) -> set[int]:
         """Wait until ``workers`` processes said they listen ("serving on ... (pid N)"); their pids.
@@ -118,20 +136,24 @@ def free_port() -> int:
 
 
 def start_server(*extra: str, env: dict[str, str] | None = None, wait: bool = True) -> ServerProcess:
-    """The server's stdout (one access-log line per request) goes to a file: a pipe nobody reads would fill."""
+    """The server's stdout (one access-log line per request) and stderr (its log) go to files.
+
+    A pipe nobody reads would fill; a file can be read while the server runs, so a failing
+    test can show what the server said.
+    """
     port = free_port()
     fd, name = tempfile.mkstemp(prefix=f"asyncstack-serve-{port}-", suffix=".log")
-    with os.fdopen(fd, "w") as out:
+    efd, ename = tempfile.mkstemp(prefix=f"asyncstack-serve-{port}-", suffix=".err")
+    with os.fdopen(fd, "w") as out, os.fdopen(efd, "w") as err:
         proc = subprocess.Popen([sys.executable, "-m", "app", "serve", "--port", str(port), *extra], cwd=ROOT,
-                                stdout=out, stderr=subprocess.PIPE, text=True,
+                                stdout=out, stderr=err, text=True,
                                 env={**os.environ, **(env or {})})
-    server = ServerProcess(port, proc, Path(name))
+    server = ServerProcess(port, proc, Path(name), Path(ename))
     if wait:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if proc.poll() is not None:
-                err = proc.stderr.read() if proc.stderr else ""
-                raise RuntimeError(f"server exited {proc.returncode}: {err}")
+                raise RuntimeError(f"server exited {proc.returncode}: {server.stderr()}")
             try:
                 with urllib.request.urlopen(server.url + "/healthz", timeout=1):
                     return server

@@ -78,7 +78,7 @@ def test_readyz_is_503_naming_a_stopped_backend_and_recovers(server: ServerProce
 def test_serve_names_the_backend_and_address_it_cannot_reach(stack: None) -> None:
     srv = start_server(env={"ASYNCSTACK_MYSQL__PORT": "1"}, wait=False)
     code = srv.proc.wait(30)
-    err = srv.proc.stderr.read() if srv.proc.stderr else ""
+    err = srv.stderr()
     assert code == 2
     assert "mysql at 127.0.0.1:1" in err
     assert "Traceback" not in err

@@ -13,7 +13,6 @@ import asyncio
 import os
 import random
 import signal
-import threading
 import time
 
 import orjson
@@ -52,10 +51,6 @@ async def test_items_keep_answering_while_a_primary_dies_and_writes_come_back(se
     await wait_until_healthy()
     namespace = f"failover{random.randrange(10**6)}"
     server = start_server(env={"ASYNCSTACK_CACHE__BACKEND": "redis-cluster", "ASYNCSTACK_CACHE__NAMESPACE": namespace})
-    assert server.proc.stderr is not None
-    stderr: list[str] = []
-    drain = threading.Thread(target=lambda: stderr.extend(server.proc.stderr), daemon=True)  # type: ignore[arg-type]
-    drain.start()
     client = async_client()
 
     async def fetch(method: str, item: int, body: dict[str, object] | None = None) -> HTTPResponse:
@@ -105,11 +100,10 @@ async def test_items_keep_answering_while_a_primary_dies_and_writes_come_back(se
     finally:
         client.close()
         server.stop()
-        drain.join(5)
         await start_again(port)
         await _delete_rows(settings, new_ids)
     assert 500 not in statuses, statuses
-    logged = [line for line in stderr if '"app.error"' in line]
+    logged = [line for line in server.stderr().splitlines(keepends=True) if '"app.error"' in line]
     assert not logged, "the server logged errors:\n" + "".join(logged)[:5000]
     await wait_until_healthy()
 

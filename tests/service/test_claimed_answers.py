@@ -65,8 +65,8 @@ def odd(seeded: None) -> Iterator[ServerProcess]:
 
 def stderr_of(srv: ServerProcess) -> list[dict[str, Any]]:
     """The JSON log lines the server wrote to stderr (it must have exited)."""
-    assert srv.proc.poll() is not None and srv.proc.stderr is not None
-    return [json.loads(line) for line in srv.proc.stderr.read().splitlines() if line.startswith("{")]
+    assert srv.proc.poll() is not None
+    return [json.loads(line) for line in srv.stderr().splitlines() if line.startswith("{")]
 
 
 async def test_a_bug_is_500_with_the_traceback_in_the_log_never_to_the_client(

@@ -50,8 +50,8 @@ def connects(port: int) -> bool:
 
 
 def stderr_after_exit(srv: ServerProcess) -> str:
-    assert srv.proc.poll() is not None and srv.proc.stderr is not None
-    return srv.proc.stderr.read()
+    assert srv.proc.poll() is not None
+    return srv.stderr()
 
 
 @pytest.mark.parametrize("workers", ["1", "2"])

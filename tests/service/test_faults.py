@@ -99,8 +99,7 @@ async def serve(env: dict[str, str]) -> ServerProcess:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if server.proc.poll() is not None:
-                err = server.proc.stderr.read() if server.proc.stderr else ""
-                raise RuntimeError(f"server exited {server.proc.returncode}: {err}")
+                raise RuntimeError(f"server exited {server.proc.returncode}: {server.stderr()}")
             with contextlib.suppress(OSError):   # not listening yet
                 resp = await client.fetch(server.url + "/healthz", raise_error=False, request_timeout=1)
                 if resp.code == 200:

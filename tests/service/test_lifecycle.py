@@ -27,7 +27,7 @@ async def test_sigterm_lets_slow_requests_finish_and_exits_0(seeded: None) -> No
         results = await burst
         assert [r.code for r, _ in results] == [200] * 10
         code = await asyncio.to_thread(srv.proc.wait, 15)
-        assert code == 0, srv.proc.stderr.read() if srv.proc.stderr else ""
+        assert code == 0, srv.stderr()
     finally:
         client.close()
         srv.stop()

@@ -187,7 +187,7 @@ async def test_a_stalled_consumer_is_closed_with_1013_and_the_healthy_one_keeps_
         assert time.monotonic() - began < 30
         assert received < count
         srv.stop()
-        log = srv.proc.stderr.read() if srv.proc.stderr else ""
+        log = srv.stderr()
         assert log.count("closing slow WebSocket consumer") == 1, log
     finally:
         await healthy.close()
