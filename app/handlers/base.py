@@ -236,8 +236,19 @@ class BaseHandler(tornado.web.RequestHandler):
 
     def write_json(self, body: Any, status: int = 200) -> None:
         self.set_status(status)
-        self.set_header("Content-Type", "application/json")
-        self.finish(dumps(body))
+        data = dumps(body)
+        headers = self._headers
+        if isinstance(headers, Headers) and not self._headers_written and not self._write_buffer \
+                and status not in (204, 304) and status >= 200:
+            # What ``finish(data)`` would do before sending, without its type checks and header
+            # validation (both values are made here): the body in the buffer, its length set.
+            headers.put("Content-Type", "application/json")
+            headers.put("Content-Length", str(len(data)))
+            self._write_buffer.append(data)
+            self.finish()
+        else:
+            self.set_header("Content-Type", "application/json")
+            self.finish(data)
 
     # -- input -------------------------------------------------------------------------------
 

@@ -214,7 +214,8 @@ class RequestConnection(httputil.HTTPConnection):
             self.remaining = parse_int(headers["Content-Length"])
         else:
             self.remaining = None
-        lines = [f"{name}: {value}" for name, value in headers.get_all()]
+        # HTTPHeaders.get_all(), without its generator: the same pairs in the same order.
+        lines = [f"{name}: {value}" for name, values in headers._as_list.items() for value in values]
         if lines:
             block = "\r\n".join(lines)
             # The separators hold len(lines) - 1 of each; any more is a CR or LF inside a line.

@@ -19,7 +19,8 @@ Rules of this file:
   every response finished from then on carries ``Connection: close``.
 - Private Tornado names used by this transport, all checked by ``tests/http``:
   ``tornado.httpserver._HTTPRequestContext`` (subclassed), ``HTTPServer._connections``
-  and ``conn_params``, ``tornado.http1connection._GzipMessageDelegate``, and
+  and ``conn_params``, ``tornado.http1connection._GzipMessageDelegate``,
+  ``HTTPHeaders._as_list`` (read to write the response headers, ``app.http.connection``), and
   ``IOStream._read_buffer``/``_read_buffer_size`` (``app.http.handoff``).
   Tested with Tornado 6.5 and 6.6 (pinned in pyproject.toml).
 """
