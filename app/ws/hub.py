@@ -347,29 +347,35 @@ class Hub:
 
     async def _catch_up(self, channel: _Channel) -> None:
         """Deliver what the stream holds after ``last``, then the backlog; again if the subscription was lost again."""
+        keep = False
         try:
             while True:
                 channel.again = False
-                # Nothing delivered here yet: the whole stream is newer than this process's subscription
-                # (had it held anything then, ``last`` would have been set from it).
-                replay = await self.history.replay(channel.name, channel.last or StreamId(0, 0))
-                await self.subscriber.barrier()
+                try:
+                    # Nothing delivered here yet: the whole stream is newer than this process's
+                    # subscription (had it held anything then, ``last`` would have been set from it).
+                    replay = await self.history.replay(channel.name, channel.last or StreamId(0, 0))
+                    await self.subscriber.barrier()
+                except DriverError as exc:
+                    if channel.again:
+                        continue      # lost meanwhile, and perhaps back: start over
+                    if not self.subscriber.connected:
+                        keep = True   # lost: the backlog stays, and the next on_resubscribed starts over
+                    else:
+                        log.warning("channel %s: could not fetch what was missed during the reconnection: %s",
+                                    channel.name, exc)
+                    break
                 self._deliver(channel, replay.entries)
                 if not replay.recovered:
                     log.warning("channel %s: messages published while the subscription was down are gone "
                                 "from its history", channel.name)
                 if not channel.again:
                     break
-        except DriverError as exc:
-            if not self.subscriber.connected:
-                # Lost again: the backlog stays, and the next ``on_resubscribed`` starts over.
-                channel.catching_up = False
-                return
-            log.warning("channel %s: could not fetch what was missed during the reconnection: %s",
-                        channel.name, exc)
-        channel.catching_up = False
-        backlog, channel.backlog = channel.backlog or [], None
-        self._deliver(channel, backlog)
+        finally:
+            channel.catching_up = False
+            if not keep:
+                backlog, channel.backlog = channel.backlog or [], None
+                self._deliver(channel, backlog)
 
     # -- publishing --------------------------------------------------------------------------------
 
