@@ -54,7 +54,11 @@ class Address(NamedTuple):
 def key_bytes(key: Key) -> bytes:
     """A key as the bytes Redis receives (and hashes)."""
     if isinstance(key, str):
-        return key.encode()
+        try:
+            return key.encode()
+        except UnicodeEncodeError as exc:
+            raise InterfaceError(f"redis-cluster: a key must be valid Unicode text ({exc.reason} at position "
+                                 f"{exc.start}: {key[exc.start]!r})", backend=BACKEND) from None
     if isinstance(key, int):
         return b"%d" % key
     if isinstance(key, bytes | bytearray | memoryview):
@@ -65,7 +69,7 @@ def key_bytes(key: Key) -> bytes:
 
 def key_slot(key: Key) -> int:
     """The hash slot of ``key`` (0..16383), hash tags included."""
-    return bytes_slot(key.encode() if type(key) is str else key_bytes(key))
+    return bytes_slot(key_bytes(key))
 
 
 def bytes_slot(data: bytes) -> int:

@@ -59,9 +59,13 @@ def test_hash_tags_follow_the_rules_redis_specifies(key: str, hashed_as: str, sl
     assert key_slot(key) == key_slot(hashed_as) == slot
 
 
-@given(prefix=st.text(alphabet=st.characters(blacklist_characters="{")),
-       tag=st.text(alphabet=st.characters(blacklist_characters="}"), min_size=1),
-       suffix=st.text())
+# Keys are text Redis can be sent: no lone surrogates (those are refused, below).
+_TEXT = st.characters(blacklist_categories=("Cs",))
+
+
+@given(prefix=st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="{")),
+       tag=st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="}"), min_size=1),
+       suffix=st.text(alphabet=_TEXT))
 def test_keys_sharing_a_non_empty_tag_share_a_slot(prefix: str, tag: str, suffix: str) -> None:
     assert key_slot(f"{prefix}{{{tag}}}{suffix}") == key_slot(tag)
 
@@ -69,6 +73,12 @@ def test_keys_sharing_a_non_empty_tag_share_a_slot(prefix: str, tag: str, suffix
 def test_a_key_of_another_type_is_a_misuse() -> None:
     with pytest.raises(InterfaceError, match="a key must be str, bytes or int"):
         key_slot(1.5)  # type: ignore[arg-type]
+
+
+def test_a_key_that_cannot_be_encoded_is_a_misuse_named_as_such() -> None:
+    with pytest.raises(InterfaceError, match=r"a key must be valid Unicode text \(surrogates not allowed at "
+                                             r"position 1: '\\ud800'\)"):
+        key_slot("a\ud800{b}")
 
 
 def _random_key(rng: random.Random) -> bytes:
