@@ -27,7 +27,7 @@ RANKS: dict[str, dict[str, int]] = {
         "txcontext": 4, "routing": 4, "session": 5, "cursors": 6, "cluster": 6, "tx": 6, "cache": 7,
         "client": 8, "__init__": 9,
     },
-    "drivers.redis": {"config": 0, "resp": 1, "slots": 1, "pipe": 2, "pubsub": 3, "topology": 3, "client": 4,
+    "drivers.redis": {"config": 0, "resp": 1, "slots": 2, "pipe": 2, "pubsub": 3, "topology": 3, "client": 4,
                       "cluster": 4, "__init__": 5},
     "drivers.cache": {
         "config": 0, "keys": 1, "codec": 1, "placement": 1, "local": 1, "breaker": 1, "bloom": 1,
@@ -38,7 +38,8 @@ RANKS: dict[str, dict[str, int]] = {
 }
 SANS_IO = ("drivers.ignite.protocol", "drivers.ignite.codec", "drivers.redis.resp", "drivers.cache.keys",
            "drivers.cache.local", "drivers.redis.slots")
-SANS_IO_MAY_IMPORT = ("drivers.errors", "drivers.ignite.errors", "drivers.ignite.protocol", "drivers.ignite.codec")
+SANS_IO_MAY_IMPORT = ("drivers.errors", "drivers.ignite.errors", "drivers.ignite.protocol", "drivers.ignite.codec",
+                      "drivers.redis.resp")
 SHARED = ("drivers.errors", "drivers.base", "drivers.retry", "drivers.kit", "drivers.budget", "drivers.limits",
           "drivers.turns")
 

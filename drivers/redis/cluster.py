@@ -356,7 +356,7 @@ class RedisClusterClient(LifecycleMixin):
     # -- the commands ------------------------------------------------------------------------------
 
     async def get(self, key: Key) -> bytes | None:
-        data = key.encode() if type(key) is str else key_bytes(key)   # once, for the slot and the command
+        data = key_bytes(key)                  # once, for the slot and the command
         value: bytes | None = await self._one("get", bytes_slot(data), _GET + b"$%d\r\n%s\r\n" % (len(data), data),
                                               True, self._replicas)
         return value

@@ -5,6 +5,9 @@ Rules of this file:
   Replies are parsed by hiredis's C reader in ``drivers.redis.pipe``, not here.
 - Every command is sent as an array of bulk strings, the form Redis accepts for
   every command.  ``str`` is encoded as UTF-8, ``int`` in decimal, ``bytes`` as is.
+- An argument Redis cannot be sent is an ``InterfaceError`` naming what is wrong, before
+  anything is written: a ``str`` that is not valid Unicode (a lone surrogate, which has no
+  UTF-8 form), or a value of any other type (``None``, a float, a list).
 """
 
 from __future__ import annotations
@@ -16,14 +19,29 @@ from drivers.errors import InterfaceError
 Arg = bytes | bytearray | memoryview | str | int
 
 
+def utf8(text: str, backend: str = "redis") -> bytes:
+    """``text`` as UTF-8, or an ``InterfaceError`` naming the character that has no UTF-8 form."""
+    try:
+        return text.encode()
+    except UnicodeEncodeError as exc:
+        raise InterfaceError(f"{backend}: an argument must be valid Unicode text ({exc.reason} at position "
+                             f"{exc.start}: {text[exc.start]!r})", backend=backend) from None
+
+
 def bulk(arg: Arg) -> bytes:
     """One argument as a RESP bulk string."""
     if isinstance(arg, str):
-        data = arg.encode()
+        try:
+            data = arg.encode()
+        except UnicodeEncodeError:
+            data = utf8(arg)                   # raises, naming the character
     elif isinstance(arg, int):
         data = b"%d" % arg
-    else:
+    elif isinstance(arg, bytes | bytearray | memoryview):
         data = bytes(arg)
+    else:
+        raise InterfaceError(f"redis: an argument must be str, bytes or int, not {type(arg).__name__}",
+                             backend="redis")
     return b"$%d\r\n%s\r\n" % (len(data), data)
 
 

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from drivers.errors import InterfaceError, ProtocolError
+from drivers.redis.resp import utf8
 
 SLOTS = 16384
 BACKEND = "redis-cluster"
@@ -54,11 +55,7 @@ class Address(NamedTuple):
 def key_bytes(key: Key) -> bytes:
     """A key as the bytes Redis receives (and hashes)."""
     if isinstance(key, str):
-        try:
-            return key.encode()
-        except UnicodeEncodeError as exc:
-            raise InterfaceError(f"redis-cluster: a key must be valid Unicode text ({exc.reason} at position "
-                                 f"{exc.start}: {key[exc.start]!r})", backend=BACKEND) from None
+        return utf8(key, BACKEND)
     if isinstance(key, int):
         return b"%d" % key
     if isinstance(key, bytes | bytearray | memoryview):

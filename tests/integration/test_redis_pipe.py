@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from app.settings import Settings
-from drivers.errors import BackendError, BackendTimeout, BackendUnavailable, DriverError
+from drivers.errors import BackendError, BackendTimeout, BackendUnavailable, DriverError, InterfaceError
 from drivers.redis import PipelinedRedis, RedisClient, RedisConfig
 from drivers.redis.resp import encode_command
 from tests.conftest import run_stack_async
@@ -30,6 +30,30 @@ from tests.support.proxy import Proxy
 ])
 def test_commands_are_encoded_as_arrays_of_bulk_strings(args: list[str | bytes | int], wire: bytes) -> None:
     assert encode_command(args) == wire
+
+
+@pytest.mark.parametrize(("arg", "why"), [
+    ("a\ud800b", r"valid Unicode text \(surrogates not allowed at position 1: '\\ud800'\)"),
+    (None, "must be str, bytes or int, not NoneType"),
+    (1.5, "must be str, bytes or int, not float"),
+    ([1, 2], "must be str, bytes or int, not list"),
+])
+def test_an_argument_redis_cannot_be_sent_is_an_interface_error_naming_it(arg: Any, why: str) -> None:
+    with pytest.raises(InterfaceError, match=why) as refused:
+        encode_command(["SET", "k", arg])
+    assert refused.value.backend == "redis"
+
+
+async def test_a_refused_argument_sends_nothing_and_the_connection_goes_on(settings: Settings) -> None:
+    async with RedisClient(settings.redis) as client:
+        key = f"pipe-test:{token()}"
+        with pytest.raises(InterfaceError, match="surrogates not allowed"):
+            await client.get("k\udc80")
+        with pytest.raises(InterfaceError, match="surrogates not allowed"):
+            await client.set(key, "v\udc80", ex=60)
+        assert await client.get(key) is None
+        await client.set(key, "v", ex=60)
+        assert await client.get(key) == b"v"
 
 
 @pytest.fixture

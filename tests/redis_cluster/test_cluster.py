@@ -100,7 +100,11 @@ async def test_failures_reach_the_caller_as_driver_errors_of_redis_cluster(clust
         await cluster.command()
     with pytest.raises(InterfaceError):
         await cluster.get(None)  # type: ignore[arg-type]
-    for caught in (server_error, cross_slot, misuse):
+    with pytest.raises(InterfaceError, match="surrogates not allowed") as bad_key:
+        await cluster.get("k\ud800")
+    with pytest.raises(InterfaceError, match="surrogates not allowed") as bad_value:
+        await cluster.set(f"k-{token()}", "v\ud800")
+    for caught in (server_error, cross_slot, misuse, bad_key, bad_value):
         assert caught.value.backend == "redis-cluster"
     assert cluster.calls.errors == 2   # the server's answers, counted at the boundary
 

@@ -76,8 +76,8 @@ def test_a_key_of_another_type_is_a_misuse() -> None:
 
 
 def test_a_key_that_cannot_be_encoded_is_a_misuse_named_as_such() -> None:
-    with pytest.raises(InterfaceError, match=r"a key must be valid Unicode text \(surrogates not allowed at "
-                                             r"position 1: '\\ud800'\)"):
+    with pytest.raises(InterfaceError, match=r"redis-cluster: an argument must be valid Unicode text "
+                                             r"\(surrogates not allowed at position 1: '\\ud800'\)"):
         key_slot("a\ud800{b}")
 
 
