@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -47,6 +48,10 @@ from drivers.retry import reconnect
 log = logging.getLogger("drivers.redis.pubsub")
 
 MessageCallback = Callable[[bytes, bytes], None]
+
+
+def _resubscribed_to(channels: list[str], prefix: bytes, listener: Listener) -> None:
+    listener.on_resubscribed([c for c in channels if c.encode().startswith(prefix)])
 
 
 class Listener(Protocol):
@@ -332,12 +337,16 @@ class Subscriber(LifecycleMixin):
                 listener.on_message(channel, payload)
                 return
 
-    def _batch_done(self) -> None:
-        for _, listener in self._listeners:
+    def _tell(self, event: str, call: Callable[[bytes, Listener], None]) -> None:
+        """``call(prefix, listener)`` for every listener; one that fails is logged, the others still hear."""
+        for prefix, listener in self._listeners:
             try:
-                listener.on_batch()
+                call(prefix, listener)
             except Exception:
-                log.exception("pub/sub batch callback failed")
+                log.exception("pub/sub %s callback failed", event)
+
+    def _batch_done(self) -> None:
+        self._tell("batch", lambda _, listener: listener.on_batch())
 
     async def _keep(self, conn: SubscriberConnection) -> None:
         """Watch the connection (PING), and replace it when it is lost; runs until ``aclose``."""
@@ -346,11 +355,7 @@ class Subscriber(LifecycleMixin):
             if self._closed:
                 return
             log.warning("redis %s: the subscription was lost; reconnecting", self.where)
-            for _, listener in self._listeners:
-                try:
-                    listener.on_lost()
-                except Exception:
-                    log.exception("pub/sub lost callback failed")
+            self._tell("lost", lambda _, listener: listener.on_lost())
             fresh = await reconnect(self._resubscribed, self.config.subscription.reconnect,
                                     retry_on=(BackendUnavailable, BackendTimeout), stop=lambda: self._closed,
                                     on_failure=self._reconnect_failed)
@@ -358,13 +363,7 @@ class Subscriber(LifecycleMixin):
                 return
             conn = self._conn = fresh
             log.warning("redis %s: subscribed again to %d channels", self.where, len(self.channels))
-            channels = sorted(self.channels)
-            for prefix, listener in self._listeners:
-                mine = [c for c in channels if c.encode().startswith(prefix)]
-                try:
-                    listener.on_resubscribed(mine)
-                except Exception:
-                    log.exception("pub/sub resubscribe callback failed")
+            self._tell("resubscribe", functools.partial(_resubscribed_to, sorted(self.channels)))
 
     async def _resubscribed(self) -> SubscriberConnection:
         """A new connection, subscribed again to every wanted channel within the health timeout.

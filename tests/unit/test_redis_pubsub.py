@@ -136,6 +136,51 @@ def test_no_pong_within_the_health_timeout_closes_the_connection_and_it_comes_ba
     loop.run(sub.aclose)
 
 
+class Broken(Inbox):
+    """A listener whose every callback but ``on_message`` raises."""
+
+    def on_batch(self) -> None:
+        raise RuntimeError("batch")
+
+    def on_lost(self) -> None:
+        raise RuntimeError("lost")
+
+    def on_resubscribed(self, channels: list[str]) -> None:
+        raise RuntimeError("resubscribed")
+
+
+class Lost(Inbox):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lost = 0
+
+    def on_lost(self) -> None:
+        self.lost += 1
+
+
+def test_a_listener_that_raises_is_logged_and_the_others_still_hear_every_event(
+        loop: ClockLoop, caplog: pytest.LogCaptureFixture) -> None:
+    sub = loop.run(lambda: Subscriber(CONFIG))
+    broken, inbox = Broken(), Lost()
+    sub.listen("a:", broken)                # the broken one comes first: the others must not depend on it
+    sub.listen("b:", inbox)
+    loop.run(sub.start)
+    loop.run(lambda: sub.subscribe("a:1"))
+    loop.run(lambda: sub.subscribe("b:1"))
+    batches = inbox.batches
+    loop.connections[-1].peer.send(push("a:1", "x") + push("b:1", "y"))
+    loop.settle()
+    assert broken.messages == [(b"a:1", b"x")] and inbox.messages == [(b"b:1", b"y")]
+    assert inbox.batches == batches + 1
+    loop.connections[-1].peer.hang_up()
+    loop.advance(0.3)                       # reconnected and subscribed again
+    assert sub.connected and inbox.lost == 1 and inbox.resubscribed == [["b:1"]]
+    failed = {r.getMessage() for r in caplog.records if "callback failed" in r.getMessage()}
+    assert failed == {"pub/sub batch callback failed", "pub/sub lost callback failed",
+                      "pub/sub resubscribe callback failed"}
+    loop.run(sub.aclose)
+
+
 def test_an_idle_healthy_subscription_only_pings(loop: ClockLoop) -> None:
     sub, _, peer = started(loop)
     before = len(peer.writes)
