@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -24,6 +25,12 @@ from app.settings import Settings, load_settings
 from tests.timeouts import bound_async_tests
 
 ROOT = Path(__file__).resolve().parents[1]
+# The test servers' logs, kept while the session runs (a failing test shows its server's), then removed.
+SERVER_LOGS = Path(tempfile.mkdtemp(prefix="asyncstack-tests-"))
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    shutil.rmtree(SERVER_LOGS, ignore_errors=True)
 
 
 def run_module(module: str, *args: str, env: dict[str, str] | None = None,
@@ -142,8 +149,8 @@ def start_server(*extra: str, env: dict[str, str] | None = None, wait: bool = Tr
     test can show what the server said.
     """
     port = free_port()
-    fd, name = tempfile.mkstemp(prefix=f"asyncstack-serve-{port}-", suffix=".log")
-    efd, ename = tempfile.mkstemp(prefix=f"asyncstack-serve-{port}-", suffix=".err")
+    fd, name = tempfile.mkstemp(prefix=f"serve-{port}-", suffix=".log", dir=SERVER_LOGS)
+    efd, ename = tempfile.mkstemp(prefix=f"serve-{port}-", suffix=".err", dir=SERVER_LOGS)
     with os.fdopen(fd, "w") as out, os.fdopen(efd, "w") as err:
         proc = subprocess.Popen([sys.executable, "-m", "app", "serve", "--port", str(port), *extra], cwd=ROOT,
                                 stdout=out, stderr=err, text=True,
