@@ -75,12 +75,15 @@ async def test_cursors_closed_early_never_reach_the_servers_limit(client: Client
         async with client.sql(f"SELECT id FROM {table}", page_size=2) as cur:
             async for _row in cur:
                 break
-    for _ in range(150):  # no context manager: the cursor is closed when it is dropped
-        cur = client.sql(f"SELECT id FROM {table}", page_size=2)
-        async for _row in cur:
-            break
-        del cur
-        gc.collect()
+    gc.disable()        # no context manager: the cursor is closed when it is dropped (by its reference count)
+    try:
+        for _ in range(150):
+            cur = client.sql(f"SELECT id FROM {table}", page_size=2)
+            async for _row in cur:
+                break
+            del cur
+    finally:
+        gc.enable()
     rows = [row async for row in client.sql(f"SELECT COUNT(*) FROM {table}")]
     assert rows == [[50]]
 
