@@ -9,6 +9,11 @@ Rules of this file:
   affinity (the node says which with op 1101).  ``map_for`` answers from what is
   known; a cache whose map is not known yet is fetched in the background, and
   meanwhile its requests go to any node (the cluster forwards them).
+- A cache the reply does not list at all is not known to that node yet (a cache
+  created a moment ago on another node: measured, one ask in five right after
+  the create); it is asked for again, ABSENT_TRIES times at most with a doubling
+  delay from 2 x ABSENT_DELAY_S, and routed to any node meanwhile.  A cache listed
+  as not applicable is a final answer.
 - A reply flagged "affinity topology changed" starts one background refresh of
   every known map; requests keep flowing on the old maps meanwhile.  Nothing
   here ever makes a key operation wait for a map.
@@ -58,6 +63,10 @@ class Node:
         return self.conn is not None and self.conn.state is State.READY
 
 
+ABSENT_TRIES = 5
+ABSENT_DELAY_S = 0.05
+
+
 class Router:
     """Owns the nodes' connections and the partition maps of one client."""
 
@@ -75,6 +84,9 @@ class Router:
         self._rr = itertools.count()
         self._refresh: asyncio.Task[None] | None = None
         self._wanted: set[int] = set()
+        self._absent: dict[int, int] = {}   # cache id -> replies in a row that did not list it
+        self._later: set[int] = set()       # ... to be asked for again when the timer fires
+        self._later_timer: asyncio.TimerHandle | None = None
         self._closed = False
         self._node_up = asyncio.Event()
 
@@ -176,6 +188,9 @@ class Router:
 
     async def aclose(self) -> None:
         self._closed = True
+        if self._later_timer is not None:
+            self._later_timer.cancel()
+            self._later_timer = None
         tasks = [n.task for n in self.nodes if n.task is not None]
         if self._refresh is not None:
             tasks.append(self._refresh)
@@ -247,11 +262,33 @@ class Router:
                 self._wanted.update(ids)
                 continue
             fresh = maps_from_reply(parsed)
+            later = []
             for cache_id in ids:
-                fresh.setdefault(cache_id, NOT_APPLICABLE)
+                if cache_id in fresh:
+                    self._absent.pop(cache_id, None)
+                    continue
+                fresh[cache_id] = NOT_APPLICABLE      # meanwhile, its requests go to any node
+                tries = self._absent[cache_id] = self._absent.get(cache_id, 0) + 1
+                if tries <= ABSENT_TRIES:
+                    later.append(cache_id)
             self.maps.update(fresh)
             self.map_version = max(self.map_version, parsed.topology)
             self.map_refreshes += 1
+            if later:
+                self._ask_later(later)
+
+    def _ask_later(self, ids: list[int]) -> None:
+        """Ask for these caches' maps again after a delay (doubling with each reply that left them out)."""
+        self._later.update(ids)
+        if self._later_timer is None:
+            delay = ABSENT_DELAY_S * 2 ** min(self._absent[c] for c in ids)
+            self._later_timer = asyncio.get_running_loop().call_later(delay, self._ask_again)
+
+    def _ask_again(self) -> None:
+        self._later_timer = None
+        self._wanted.update(self._later)
+        self._later.clear()
+        self._start_refresh()
 
     # -- observability ----------------------------------------------------------------------
 
