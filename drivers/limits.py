@@ -264,7 +264,9 @@ class Limiter:
         if seen is not None and self not in seen:
             seen.append(self)
         if self._slice_s:
-            await self.turn()
+            wait = self.turn()
+            if wait is not None:
+                await wait
         if self._woken:
             self._woken.popleft()     # a woken caller (or someone else) is taking the room it was woken for
         if self.in_flight < self.limit or not self.config.enabled:
@@ -272,16 +274,25 @@ class Limiter:
             return _now()
         return await self._wait()
 
-    async def turn(self) -> None:
-        """Go on at once while this loop iteration is short, else after a turn in line (``drivers.turns``).
+    def turn(self) -> asyncio.Future[None] | None:
+        """None: go on at once (this loop iteration is still short); else a future to await first,
+        the caller's place in line (``drivers.turns``).
 
         ``acquire`` calls it; a driver calls it again once the answer is in, before the caller's
-        work on it goes on.  Without a limit (``enabled=False``) or with ``turn_slice_s=0``, nothing.
+        work on it goes on::
+
+            wait = limiter.turn()
+            if wait is not None:
+                await wait
+
+        Without a limit (``enabled=False``) or with ``turn_slice_s=0``, always None.
         """
         if not self._slice_s:
-            return
-        if await turns().take(self._slice_s):
+            return None
+        wait = turns().enter(self._slice_s)
+        if wait is not None:
             self.turn_waits += 1
+        return wait
 
     def has_room(self) -> bool:
         """Whether a call starting now would get a slot without waiting behind anyone."""

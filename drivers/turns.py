@@ -1,6 +1,8 @@
 """Turns: work through a backend limit lets the rest of the event loop run once an iteration has run long.
 
-    await turns().take(slice_s=0.001)   # at once while this loop iteration is short, else in line
+    wait = turns().enter(slice_s=0.001)   # None while this loop iteration is short, else a place in line
+    if wait is not None:
+        await wait
 
 Rules of this file:
 - An event loop runs, in each iteration, every callback that was ready when the
@@ -8,10 +10,12 @@ Rules of this file:
   answer at once, the 30 handlers that resume make one long iteration, and a cheap
   request read in the next poll waits behind all of them: its latency is the
   length of the iteration, not its own cost.
-- ``take()`` is called by calls through a backend limit (``drivers.limits``), before
-  the call starts and after its answer is in.  It returns at once (no suspension)
+- ``enter()`` is called by calls through a backend limit (``drivers.limits``), before
+  the call starts and after its answer is in.  It returns None (go on, no suspension)
   while less than ``slice_s`` has passed since this iteration's work began and
-  nobody is in line; otherwise the caller waits in a FIFO line.
+  nobody is in line; otherwise a future, the caller's place in a FIFO line, that
+  the caller awaits.  It is a plain function: a turn taken at once costs no
+  coroutine, and a caller that waited resumes straight from the future.
 - Each iteration releases a number of callers from the line (at least one: the
   line always moves), learnt from how long iterations take: one more after an
   iteration within ``slice_s`` while callers still wait, and after one over 1.5
@@ -53,10 +57,12 @@ class Turns:
         """Whether callers wait in line (the loop has more of this work than fits in its iterations)."""
         return bool(self._line)
 
-    async def take(self, slice_s: float) -> bool:
-        """Return when this caller may go on: at once inside the slice, else when the line reaches it.
+    def enter(self, slice_s: float) -> asyncio.Future[None] | None:
+        """None when this caller may go on at once (inside the slice); else its place in line.
 
-        Whether it waited in line.
+        The place is a future that is done when the line reaches the caller; a task awaiting it and
+        cancelled cancels it, which leaves the line.  No coroutine in between: most turns are
+        taken at once, and a waiting caller resumes straight from the future.
         """
         now = self._clock()
         if not self._ticking:
@@ -65,16 +71,11 @@ class Turns:
             self._loop.call_soon(self._tick, slice_s)
         if not self._line and now - self._mark < slice_s:
             self._granted += 1
-            return False
+            return None
         self.waits += 1
         fut = self._loop.create_future()
         self._line.append(fut)
-        try:
-            await fut
-        finally:
-            if not fut.done():
-                fut.cancel()
-        return True
+        return fut
 
     def _tick(self, slice_s: float) -> None:
         """A new iteration: measure the last one, and release as much of the line as fits in a slice."""

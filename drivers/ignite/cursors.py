@@ -86,7 +86,9 @@ class _Cursor:
                         await self._first()
                     finally:
                         limiter.release(began)
-                    await limiter.turn()
+                    wait = limiter.turn()
+                    if wait is not None:
+                        await wait
                 elif self._has_more:
                     await self._next_page()
                 else:

@@ -142,7 +142,9 @@ class Collection:
                 raise self._client.stalled(limit) from None
             finally:
                 self._limiter.release(began)
-        await self._limiter.turn()   # the answer is in: the caller's work on it waits if this iteration ran long
+        wait = self._limiter.turn()   # the answer is in: the caller's work on it waits if this iteration ran long
+        if wait is not None:
+            await wait
 
     def __repr__(self) -> str:
         return f"<Collection {self.raw.full_name}>"

@@ -119,7 +119,9 @@ class MySQLClient(LifecycleMixin):
                                      waited_s=limit) from None
             finally:
                 limiter.release(began)
-        await limiter.turn()   # the answer is in: the caller's work on it waits if this loop iteration ran long
+        turn = limiter.turn()   # the answer is in: the caller's work on it waits if this loop iteration ran long
+        if turn is not None:
+            await turn
 
     async def fetchone(self, sql: str, args: Sequence[Any] = (), *,
                        timeout_s: float | None = None) -> tuple[Any, ...] | None:

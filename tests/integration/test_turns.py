@@ -73,9 +73,9 @@ async def test_mongo_and_ignite_calls_take_a_turn_before_and_after(settings: Set
     turns: list[str] = []
     original = Limiter.turn
 
-    async def counted(self: Limiter) -> None:
+    def counted(self: Limiter) -> asyncio.Future[None] | None:
         turns.append(self.backend)
-        await original(self)
+        return original(self)
 
     monkeypatch.setattr(Limiter, "turn", counted)
     client = MongoClient(settings.mongo)

@@ -22,6 +22,13 @@ from tests.support.iterations import Iterations
 SLICE_S = 0.001
 
 
+async def take(t: Turns) -> None:
+    """A turn, as the limiter takes it: await the place in line only when there is one."""
+    wait = t.enter(SLICE_S)
+    if wait is not None:
+        await wait
+
+
 class Clock:
     def __init__(self) -> None:
         self.now = 100.0
@@ -46,9 +53,7 @@ def test_inside_the_slice_turns_are_taken_without_suspending(loop: asyncio.Abstr
 
     async def main() -> None:
         for _ in range(50):
-            coro = t.take(SLICE_S)
-            with pytest.raises(StopIteration):     # returned at once: never yielded to the loop
-                coro.send(None)
+            assert t.enter(SLICE_S) is None        # go on at once: nothing to await
             clock.now += SLICE_S / 100
 
     loop.run_until_complete(main())
@@ -62,7 +67,7 @@ def test_past_the_slice_callers_wait_in_line_and_each_iteration_runs_a_bounded_s
     ran: list[tuple[int, int]] = []          # (caller, iteration) in the order they got their turn
 
     async def caller(n: int, iterations: Iterations) -> None:
-        await t.take(SLICE_S)
+        await take(t)
         ran.append((n, iterations.count))
         clock.now += SLICE_S / 4             # its work: a quarter of a slice
 
@@ -89,7 +94,7 @@ def test_the_line_always_moves_even_when_one_turn_is_longer_than_the_slice(loop:
     done = []
 
     async def caller(n: int) -> None:
-        await t.take(SLICE_S)
+        await take(t)
         clock.now += 5 * SLICE_S
         done.append(n)
 
@@ -106,13 +111,13 @@ def test_a_caller_cancelled_in_line_leaves_it_and_the_others_go_on(loop: asyncio
     done: list[int] = []
 
     async def caller(n: int) -> None:
-        await t.take(SLICE_S)
+        await take(t)
         clock.now += SLICE_S
         done.append(n)
 
     async def main() -> None:
         tasks = [asyncio.ensure_future(caller(n)) for n in range(10)]
-        await asyncio.sleep(0)               # all have called take(); the first went on, the rest wait
+        await asyncio.sleep(0)               # all have entered; the first went on, the rest wait
         tasks[3].cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         assert tasks[3].cancelled()
@@ -128,7 +133,7 @@ def test_an_idle_loop_is_left_idle(loop: asyncio.AbstractEventLoop) -> None:
     t = Turns(loop, clock)
 
     async def caller() -> None:
-        await t.take(SLICE_S)
+        await take(t)
         clock.now += SLICE_S
 
     async def main() -> int:
@@ -147,7 +152,7 @@ def test_a_limiter_takes_turns_only_when_enabled_with_a_slice(loop: asyncio.Abst
         counts = []
         for config in (LimitConfig(), LimitConfig(turn_slice_s=0), LimitConfig(enabled=False)):
             limiter = Limiter("test", config)
-            await limiter.turn()                 # marks where this iteration's work began
+            assert limiter.turn() is None        # marks where this iteration's work began
             began = time.perf_counter()
             while time.perf_counter() - began < 0.003:   # ... and it has run three slices since
                 pass
@@ -174,7 +179,9 @@ def _reader_latency(burst: int, work_s: float, slice_s: float) -> float:
         delays.append(time.perf_counter() - sent[-1])
 
     async def worker(limiter: Limiter) -> None:
-        await limiter.turn()
+        wait = limiter.turn()
+        if wait is not None:
+            await wait
         end = time.perf_counter() + work_s
         while time.perf_counter() < end:
             pass
