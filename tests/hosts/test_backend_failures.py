@@ -2,10 +2,12 @@
 
 The hosts run with ``cache.backend=redis-cluster`` (and otherwise the defaults), so ``/items/{id}``
 caches in the stack's Redis Cluster, reached from the namespaces over the bridge.  For each loss,
-under keep-alive loops of reads and a loop of writes: reads keep answering, writes answer again
-within RECOVERY_S of the kill, and every answer that is not a 200 is a typed error (the JSON body
-naming the backend and the request id), never a 500.  The killed server is started again through
-the stack and the test waits until its cluster is whole, for the tests after it.
+under keep-alive loops of reads and a loop of writes (for AT_LEAST_S after the kill, and until the
+writes have answered 200 for CLEAN_S since the last one that did not; at most RECOVERY_S): reads keep
+answering, writes answer again within RECOVERY_S - 5 s of the kill, and every answer that is not a
+200 is a typed error (the JSON body naming the backend and the request id), never a 500.  The
+killed server is started again through the stack and the test waits until its cluster is whole,
+for the tests after it.
 """
 
 from __future__ import annotations
@@ -37,7 +39,9 @@ from tests.ignite.cluster.conftest import wait_for_nodes
 from tests.redis_cluster.test_cache_failover import _owner, _slots_of
 from tests.redis_cluster.test_failover import node_state, start_again, wait_until_healthy
 
-RECOVERY_S = 20.0
+RECOVERY_S = 20.0      # the load runs at most this long after the kill ...
+AT_LEAST_S = 8.0       # ... at least this long ...
+CLEAN_S = 3.0          # ... and until the writes have answered 200 this long since the last that did not
 READ_LOOPS = 12
 NAMESPACE = f"hostsfail{random.randrange(10**6)}"
 
@@ -118,7 +122,12 @@ async def _under_load(reads: list[Callable[[], bytes]], write: Callable[[], byte
         await asyncio.sleep(2)
         killed_at = time.monotonic()
         await asyncio.to_thread(kill)
-        await asyncio.sleep(RECOVERY_S)
+        while (now := time.monotonic()) < killed_at + RECOVERY_S:
+            await asyncio.sleep(0.25)
+            clean_since = max((t for t, status in writing.answers if status != 200), default=killed_at)
+            if now >= killed_at + AT_LEAST_S and now - clean_since >= CLEAN_S \
+                    and writing.statuses(clean_since + 0.001)[200] > 10:
+                break
     finally:
         stop.set()
         await asyncio.gather(*tasks, return_exceptions=True)
