@@ -298,6 +298,7 @@ class Cache:
         req = session.request(OpCode.CACHE_DESTROY)
         req.buf += pack(I32, self.cache_id)
         await session.send(req, _none)
+        session.router.forget(self.cache_id)
 
 
 _OP_NAMES = {int(op): op.name.lower() for op in OpCode}

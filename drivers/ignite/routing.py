@@ -9,11 +9,13 @@ Rules of this file:
   affinity (the node says which with op 1101).  ``map_for`` answers from what is
   known; a cache whose map is not known yet is fetched in the background, and
   meanwhile its requests go to any node (the cluster forwards them).
-- A cache the reply does not list at all is not known to that node yet (a cache
-  created a moment ago on another node: measured, one ask in five right after
-  the create); it is asked for again, ABSENT_TRIES times at most with a doubling
-  delay from 2 x ABSENT_DELAY_S, and routed to any node meanwhile.  A cache listed
-  as not applicable is a final answer.
+- A cache the reply does not list at all, and that never had a map, is not known
+  to that node yet (a cache created a moment ago on another node: measured, one
+  ask in five right after the create); it is asked for again, ABSENT_TRIES times at
+  most with a doubling delay from 2 x ABSENT_DELAY_S, and routed to any node
+  meanwhile.  One that had a map was destroyed (by another client; a cache this
+  client destroys is forgotten at once).  A cache listed as not applicable is a
+  final answer.
 - A reply flagged "affinity topology changed" starts one background refresh of
   every known map; requests keep flowing on the old maps meanwhile.  Nothing
   here ever makes a key operation wait for a map.
@@ -267,6 +269,9 @@ class Router:
                 if cache_id in fresh:
                     self._absent.pop(cache_id, None)
                     continue
+                if self.maps.get(cache_id, NOT_APPLICABLE) is not NOT_APPLICABLE:
+                    fresh[cache_id] = NOT_APPLICABLE  # it had a map: destroyed meanwhile, by another client
+                    continue
                 fresh[cache_id] = NOT_APPLICABLE      # meanwhile, its requests go to any node
                 tries = self._absent[cache_id] = self._absent.get(cache_id, 0) + 1
                 if tries <= ABSENT_TRIES:
@@ -276,6 +281,13 @@ class Router:
             self.map_refreshes += 1
             if later:
                 self._ask_later(later)
+
+    def forget(self, cache_id: int) -> None:
+        """A cache this client destroyed: no map to keep, and none to ask for again."""
+        self.maps.pop(cache_id, None)
+        self._wanted.discard(cache_id)
+        self._absent.pop(cache_id, None)
+        self._later.discard(cache_id)
 
     def _ask_later(self, ids: list[int]) -> None:
         """Ask for these caches' maps again after a delay (doubling with each reply that left them out)."""

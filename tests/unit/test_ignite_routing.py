@@ -108,3 +108,33 @@ async def test_asking_again_stops_after_absent_tries_and_aclose_cancels_what_is_
     assert again._later_timer is not None
     await again.aclose()
     assert again._later_timer is None
+
+
+async def test_a_cache_that_had_a_map_and_is_left_out_later_was_destroyed_and_is_not_asked_for_again(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(routing, "ABSENT_DELAY_S", 0.001)
+    conn = Replies([listed(), absent()])
+    router = router_over(conn, monkeypatch)
+    try:
+        assert await _map_within(router, 1.0)
+        router.refresh_all()                     # as after a topology change
+        await asyncio.sleep(0.3)
+        assert router.map_for(CACHE) is None and conn.asked == 2
+    finally:
+        await router.aclose()
+
+
+async def test_a_cache_this_client_destroys_is_forgotten_and_not_asked_for_again(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(routing, "ABSENT_DELAY_S", 0.01)
+    conn = Replies([absent()])
+    router = router_over(conn, monkeypatch)
+    try:
+        router.map_for(CACHE)
+        await asyncio.sleep(0.005)               # the first reply is in; the next ask is due in 20 ms
+        assert conn.asked == 1
+        router.forget(CACHE)
+        await asyncio.sleep(0.3)
+        assert conn.asked == 1 and CACHE not in router.maps
+    finally:
+        await router.aclose()
