@@ -21,7 +21,10 @@ from app.settings import Settings
 from tests.conftest import ServerProcess
 from tests.service.http import async_client, p99, timed_fetch
 
-NOW_P99_LIMIT_S = 0.050
+# A blocked loop holds /now for whole seconds (the slow calls take SLOW_S).  A busy or shared machine
+# costs tens of milliseconds: a CI run saw p50 19.5 ms and p99 89.8 ms while the hypervisor took about
+# 15% of this machine's CPU time (steal).  200 ms keeps a factor of ten from a blocked loop.
+NOW_P99_LIMIT_S = 0.200
 SLOW_S = 2.5            # each slow call waits this long on the backend
 PROBE_EVERY_S = 0.005   # /now is sent every 5 ms (200 a second) while the slow calls wait
 MIN_PROBES = 200        # so that the 99th percentile is not simply the slowest probe
@@ -119,20 +122,21 @@ async def test_now_stays_fast_while_a_pool_of_redis_blpops_waits(service: Server
 
 async def test_now_stays_fast_while_slow_ignite_queries_run(service: ServerProcess) -> None:
     # The node computes these on its own threads (CPU-bound, so fewer of them on a small machine).
-    # 1.5M rows: 8 at once take 1-2 s here, inside the 5 s request budget even on a cold cluster
-    # (3M took up to 5 s); Ignite SQL has no pool, and 8 is well inside the default query limit.
-    results, probes = await _burst_while_probing(service.url, "/ignite/range?n=1500000", 8, 8, 0.8)
+    # 1M rows: 8 at once take 0.7-1.4 s on a quiet machine; 1.5M took 1-2 s, but 4-4.7 s (and once
+    # past the 5 s request budget) while the hypervisor took 15% of the CPU time. Ignite SQL has no
+    # pool, and 8 is well inside the default query limit.
+    results, probes = await _burst_while_probing(service.url, "/ignite/range?n=1000000", 8, 8, 0.5)
     assert [r.code for r, _ in results] == [200] * 8, [(r.code, r.body[:300]) for r, _ in results if r.code != 200]
-    assert min(t for _, t in results) > 0.8, "the queries did not outlast the probes: nothing was proven"
+    assert min(t for _, t in results) > 0.5, "the queries did not outlast the probes: nothing was proven"
     # The three nodes compute the queries on this machine's two cores, beside the service: while they
     # run, a probe waits for a core now and then (p50 3-70 ms, the slowest 50-130 ms in runs under a
     # load average of 6), whatever the loop does. So the check is on the slowest probe, against what a
     # blocked loop would cost: a loop held by a query holds the probes due meanwhile for up to the
-    # query's length (over 0.8 s, checked above).
+    # query's length (over 0.5 s, checked above).
     ordered = sorted(probes)
     summary = (f"/now: {len(probes)} probes, p50 {ordered[len(ordered) // 2] * 1000:.1f} ms, "
                f"p90 {ordered[int(len(ordered) * 0.9)] * 1000:.1f} ms, max {ordered[-1] * 1000:.1f} ms, "
                f"queries {min(t for _, t in results):.2f}-{max(t for _, t in results):.2f} s")
     print(summary)
-    assert len(probes) >= 100, summary
+    assert len(probes) >= 90, summary
     assert max(probes) < 0.3, summary
