@@ -88,6 +88,41 @@ def test_past_the_slice_callers_wait_in_line_and_each_iteration_runs_a_bounded_s
     assert t.waits >= 190
 
 
+class Reads(Iterations):
+    """Work outside the line in every iteration (what each poll brings: requests read, answers parsed)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, clock: Clock, costs_s: float) -> None:
+        self.clock, self.costs_s = clock, costs_s
+        super().__init__(loop)
+
+    def _tick(self) -> None:
+        self.clock.now += self.costs_s
+        super()._tick()
+
+
+def test_work_outside_the_line_does_not_slow_the_line_down(loop: asyncio.AbstractEventLoop) -> None:
+    """Each iteration also spends two slices on work that takes no turn.  The share released per
+    iteration is learnt from the released callers' own work, so the line still moves about a
+    slice of work per iteration (measured from the whole iteration, it would fall to one caller)."""
+    clock = Clock()
+    t = Turns(loop, clock)
+    ran: list[int] = []
+
+    async def caller(reads: Reads) -> None:
+        await take(t)
+        ran.append(reads.count)
+        clock.now += SLICE_S / 4
+
+    async def main() -> None:
+        reads = Reads(asyncio.get_running_loop(), clock, 2 * SLICE_S)
+        await asyncio.gather(*(caller(reads) for _ in range(200)))
+        reads.running = False
+
+    loop.run_until_complete(main())
+    iterations = ran[-1] - ran[0] + 1
+    assert iterations <= 200 / 4 * 1.3, iterations      # about 4 a slice; one per iteration would take 200
+
+
 def test_the_line_always_moves_even_when_one_turn_is_longer_than_the_slice(loop: asyncio.AbstractEventLoop) -> None:
     clock = Clock()
     t = Turns(loop, clock)
