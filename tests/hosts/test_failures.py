@@ -49,7 +49,7 @@ GET_LOOPS = 24
 POST_LOOPS = 4
 PING_S = 1.0
 PUBLISH_EVERY_S = 0.1
-AFTER_S = 4.0                        # load after the host is given back
+AFTER_S = 2.0                        # load after the host is given back
 
 
 @dataclass
