@@ -268,6 +268,7 @@ class Router:
             for cache_id in ids:
                 if cache_id in fresh:
                     self._absent.pop(cache_id, None)
+                    self._later.discard(cache_id)     # known now (a topology refresh came first)
                     continue
                 if self.maps.get(cache_id, NOT_APPLICABLE) is not NOT_APPLICABLE:
                     fresh[cache_id] = NOT_APPLICABLE  # it had a map: destroyed meanwhile, by another client

@@ -138,3 +138,18 @@ async def test_a_cache_this_client_destroys_is_forgotten_and_not_asked_for_again
         assert conn.asked == 1 and CACHE not in router.maps
     finally:
         await router.aclose()
+
+
+async def test_a_map_that_came_by_another_refresh_is_not_asked_for_again_when_the_timer_fires(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    conn = Replies([absent(), listed()])
+    router = router_over(conn, monkeypatch)
+    try:
+        router.map_for(CACHE)
+        await asyncio.sleep(0.01)                # left out: asked for again in 0.1 s ...
+        router.refresh_all()                     # ... but a topology change refreshes it first
+        assert await _map_within(router, 0.08)
+        await asyncio.sleep(0.3)
+        assert conn.asked == 2
+    finally:
+        await router.aclose()
