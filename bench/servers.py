@@ -8,11 +8,16 @@ per server; a server that does not come up is reported with the tail of its log.
 
 from __future__ import annotations
 
+import atexit
+import io
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tarfile
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -34,14 +39,22 @@ VARIANTS: dict[str, str] = {
     "unlimited": "this project with its adaptive concurrency limits and read pauses off (as it was before them)",
     "nopause": "this project with its adaptive limits but without read pauses (excess requests read, then shed)",
     "strict": "this project with the limits' lag target at 2 ms instead of 5 (cheap routes favoured more)",
+    "before": "this project as it was before its overload work (no request budget, limits, read pauses or turns; "
+              "Tornado's own HTTP layer, aiomysql), from git",
 }
+# The last commit before the overload work (the request budget, adaptive limits, read pauses,
+# turns, and the faster HTTP transport that came with them): "before" in the shedding scenario.
+BEFORE_COMMIT = "814d964"
 UNLIMITED = {f"ASYNCSTACK_{backend}__LIMIT__ENABLED": "false" for backend in ("MYSQL", "MONGO", "IGNITE")}
 NO_PAUSE = {"ASYNCSTACK_SERVER__READ_PAUSE_MAX_S": "0"}
 STRICT = {f"ASYNCSTACK_{backend}__LIMIT__LAG_TARGET_S": "0.002" for backend in ("MYSQL", "MONGO", "IGNITE")}
 # Variants that need a server outside the stack's default set: run only when asked for by name
 # (``--variants``), after ``python -m stack up <service>``.
 NEEDS_SERVICE: dict[str, str] = {"celery-rabbitmq": "rabbitmq"}
-DEFAULT_VARIANTS = [name for name in VARIANTS if name not in NEEDS_SERVICE]
+# Variants run from another commit's files (``git archive``): only when asked for by name, in a clone
+# that has the commit.
+FROM_GIT: dict[str, str] = {"before": BEFORE_COMMIT}
+DEFAULT_VARIANTS = [name for name in VARIANTS if name not in NEEDS_SERVICE and name not in FROM_GIT]
 CELERY_BROKERS = {"celery": ("redis", "worker_app"), "celery-rabbitmq": ("rabbitmq", "rabbitmq_worker_app")}
 HELLO = "hello"
 READY_PATH = "/mysql/items/1"  # a backend round trip through the variant's own path
@@ -120,8 +133,10 @@ def commands(name: str, port: int, *, threads: int, mysql_pool: int) -> tuple[li
     py = sys.executable
     if name == HELLO:
         return [[py, "-m", "bench.hello", str(port)]], {}
-    if name in ("project", "unlimited", "nopause", "strict"):
+    if name in ("project", "unlimited", "nopause", "strict", "before"):
         env = {"ASYNCSTACK_SERVER__ACCESS_LOG": "false", "ASYNCSTACK_MYSQL__POOL_MAX": str(mysql_pool)}
+        if name in FROM_GIT:
+            env["PYTHONPATH"] = str(source_dir(name))
         if name == "unlimited":
             env.update(UNLIMITED | NO_PAUSE)
         elif name == "nopause":
@@ -142,6 +157,31 @@ def commands(name: str, port: int, *, threads: int, mysql_pool: int) -> tuple[li
     raise ValueError(f"unknown server {name!r}; known: {', '.join([*VARIANTS, HELLO])}")
 
 
+_trees: dict[str, Path] = {}
+
+
+def source_dir(name: str) -> Path:
+    """Where server ``name`` runs from: this tree, or for ``FROM_GIT`` variants their commit's files.
+
+    Those are extracted once per process (``git archive``) into a temporary directory removed at exit;
+    they run with this interpreter and its packages, against the same stack.
+    """
+    commit = FROM_GIT.get(name)
+    if commit is None:
+        return ROOT
+    if commit not in _trees:
+        done = subprocess.run(["git", "archive", "--format=tar", commit], cwd=ROOT, capture_output=True, check=False)
+        if done.returncode != 0:
+            raise ServerFailed(f"{name}: commit {commit} is not in this clone "
+                               f"({done.stderr.decode(errors='replace').strip()})")
+        tree = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
+        atexit.register(shutil.rmtree, tree, ignore_errors=True)
+        with tarfile.open(fileobj=io.BytesIO(done.stdout)) as archive:
+            archive.extractall(tree, filter="data")
+        _trees[commit] = tree
+    return _trees[commit]
+
+
 def launch(name: str, log_dir: Path, *, cpu: int | None = 0, threads: int = 32, mysql_pool: int = 256) -> Server:
     """Start a server's processes (for Celery: the worker, then the web process) without waiting."""
     port = free_port()
@@ -150,8 +190,8 @@ def launch(name: str, log_dir: Path, *, cpu: int | None = 0, threads: int = 32, 
     argvs, env = commands(name, port, threads=threads, mysql_pool=mysql_pool)
     with server.log.open("wb") as log:
         for argv in argvs:
-            server.procs.append(subprocess.Popen([*pin(cpu), *argv], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                                 env={**os.environ, **env}))
+            server.procs.append(subprocess.Popen([*pin(cpu), *argv], cwd=source_dir(name), stdout=log,
+                                                 stderr=subprocess.STDOUT, env={**os.environ, **env}))
     return server
 
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
 
-from bench import suite
+from bench import servers, suite
 from bench.servers import DEFAULT_VARIANTS, HELLO, Server
 
 
@@ -60,3 +62,23 @@ def test_an_unknown_variant_is_refused_with_the_known_ones(capsys: pytest.Captur
     assert exited.value.code == 2
     known = "blocking, threadpool, celery, celery-rabbitmq, project"
     assert f"unknown variant gevent; choose from {known}" in capsys.readouterr().err
+
+
+def test_the_before_variant_serves_from_its_own_commit(wrk_ready: None, seeded: None, tmp_path: Path) -> None:
+    """``before`` runs the files of the commit before the overload work, beside this tree, on the same stack."""
+    tree = servers.source_dir("before")
+    assert tree != servers.ROOT and (tree / "app" / "__main__.py").exists()
+    assert not (tree / "drivers" / "limits.py").exists() and (servers.ROOT / "drivers" / "limits.py").exists()
+    assert "before" not in DEFAULT_VARIANTS     # asked for by name: it needs the commit in the clone
+    before = servers.start("before", tmp_path, cpu=None, threads=8, mysql_pool=8)
+    try:
+        config = suite.Config(seconds=1, warmup=0, concurrency=[4], probe_rate=40, probe_timeout=2, out=tmp_path)
+        outcome = suite.measure(before, suite.ROUTES["slow"], 4, config, probe=True)
+        assert outcome["wrk"]["requests"] > 10 and outcome["wrk"]["error_count"] == 0, outcome["wrk"]
+        with urllib.request.urlopen(before.url + "/now", timeout=5) as answer:
+            assert answer.status == 200
+        with pytest.raises(urllib.error.HTTPError) as missing:    # the document came with the overload work
+            urllib.request.urlopen(before.url + "/openapi.json", timeout=5)
+        assert missing.value.code == 404
+    finally:
+        before.stop()
