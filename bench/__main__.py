@@ -25,7 +25,7 @@ from bench import report
 from bench.servers import DEFAULT_VARIANTS, NEEDS_SERVICE, VARIANTS
 from bench.suite import ROUTES, BenchError, Config, run
 
-QUICK: dict[str, object] = {"seconds": 3.0, "warmup": 1.0, "concurrency": [64, 256], "idle_probe_seconds": 2.0,
+QUICK: dict[str, object] = {"seconds": 3.0, "warmup": 1.0, "concurrency": [64, 256],
                              "locust_seconds": 8.0}
 
 

@@ -50,7 +50,7 @@ class Config:
     routes: list[str] = field(default_factory=lambda: list(ROUTES))
     probe_rate: float = 100.0
     probe_timeout: float = 5.0
-    idle_probe_seconds: float = 3.0
+    idle_probe_seconds: float | None = None   # None: as long as the probe of a measured run (a p99 of as many samples)
     connections: int = 32       # backend connections of every variant: threads, Celery concurrency, MySQL pool
     hello: bool = True
     locust: bool = False
@@ -127,6 +127,22 @@ def prepare_stack(config: Config, progress: Progress) -> None:
         raise BenchError(f"seeding failed (is the stack up?): {tail[-1] if tail else 'no output'}")
 
 
+def probe_offset(duration: float) -> float:
+    """When a measured run's probe starts: once wrk's connections are up."""
+    return min(1.0, duration * 0.3)
+
+
+def loaded_probe_seconds(config: Config) -> float:
+    """A measured run's probe schedule: from ``probe_offset`` to 0.5 s before wrk stops."""
+    duration = max(1, round(config.seconds))
+    return max(0.5, duration - probe_offset(duration) - 0.5)
+
+
+def idle_probe_seconds(config: Config) -> float:
+    """The idle probe's schedule: as asked, else as long as a measured run's, so both p99s count as many samples."""
+    return config.idle_probe_seconds if config.idle_probe_seconds is not None else loaded_probe_seconds(config)
+
+
 def run_probe(url: str, *, rate: float, seconds: float, timeout_s: float, start_at: float | None,
               cpu: int | None) -> subprocess.Popen[str]:
     """The probe as a process of its own (on the load generator's CPU); read it with ``probe_result``."""
@@ -161,8 +177,8 @@ def measure(server: Server, path: str, concurrency: int, config: Config, *, prob
     prober = None
     duration = max(1, round(config.seconds))
     if probe:  # its schedule starts once wrk's connections are up and ends before wrk stops
-        offset = min(1.0, duration * 0.3)
-        prober = run_probe(server.url + "/now", rate=config.probe_rate, seconds=max(0.5, duration - offset - 0.5),
+        offset = probe_offset(duration)
+        prober = run_probe(server.url + "/now", rate=config.probe_rate, seconds=loaded_probe_seconds(config),
                            timeout_s=config.probe_timeout, start_at=time.time() + offset, cpu=config.load_cpu)
     idle_rss = servers.rss_bytes(server)
     peak_rss = [idle_rss]
@@ -228,7 +244,7 @@ def setup_lines(config: Config) -> list[str]:
              "connections, access log off, other settings default.",
              f"`/now` probe: {config.probe_rate:g} req/s, open loop, during every measured run (from 1 s after "
              "its start to 0.5 s before its end) and for "
-             f"{config.idle_probe_seconds:g} s against each idle server; unanswered "
+             f"{idle_probe_seconds(config):g} s against each idle server; unanswered "
              f"{config.probe_timeout:g} s after its schedule ends = counted at their waiting time."]
     return lines
 
@@ -262,9 +278,9 @@ def run(config: Config) -> dict[str, Any]:
         for server in running.values():
             server.idle_rss = servers.rss_bytes(server)
         for name in config.variants:
-            proc = run_probe(running[name].url + "/now", rate=config.probe_rate, seconds=config.idle_probe_seconds,
+            proc = run_probe(running[name].url + "/now", rate=config.probe_rate, seconds=idle_probe_seconds(config),
                              timeout_s=config.probe_timeout, start_at=None, cpu=config.load_cpu)
-            idle = probe_result(proc, config.idle_probe_seconds + config.probe_timeout + 30)
+            idle = probe_result(proc, idle_probe_seconds(config) + config.probe_timeout + 30)
             results["idle_probes"][name] = idle
             if idle:
                 progress.say(f"idle /now probe, {name}: p50 {idle['p50_ms']:.2f} ms, p99 {idle['p99_ms']:.2f} ms")

@@ -82,3 +82,11 @@ def test_the_before_variant_serves_from_its_own_commit(wrk_ready: None, seeded: 
         assert missing.value.code == 404
     finally:
         before.stop()
+
+
+def test_the_idle_probe_counts_as_many_samples_as_a_measured_runs() -> None:
+    """The probe's p99 under load is compared with its idle p99: both over the same schedule length."""
+    for seconds, schedule in ((3.0, 1.6), (8.0, 6.5), (20.0, 18.5)):   # from 1 s (or 0.3 of it) to 0.5 s before the end
+        config = suite.Config(seconds=seconds)
+        assert suite.idle_probe_seconds(config) == suite.loaded_probe_seconds(config) == pytest.approx(schedule)
+    assert suite.idle_probe_seconds(suite.Config(seconds=8.0, idle_probe_seconds=2.0)) == 2.0
