@@ -42,8 +42,9 @@ VARIANTS: dict[str, str] = {
     "before": "this project as it was before its overload work (no request budget, limits, read pauses or turns; "
               "Tornado's own HTTP layer, aiomysql), from git",
 }
-# The last commit before the overload work (the request budget, adaptive limits, read pauses,
-# turns, and the faster HTTP transport that came with them): "before" in the shedding scenario.
+# The last commit before the overload work: no request budget, adaptive limits, read pauses or
+# turns, and Tornado's own HTTP layer (the faster transport came later): "before" in the shedding
+# scenario.
 BEFORE_COMMIT = "814d964"
 UNLIMITED = {f"ASYNCSTACK_{backend}__LIMIT__ENABLED": "false" for backend in ("MYSQL", "MONGO", "IGNITE")}
 NO_PAUSE = {"ASYNCSTACK_SERVER__READ_PAUSE_MAX_S": "0"}
