@@ -136,8 +136,6 @@ def commands(name: str, port: int, *, threads: int, mysql_pool: int) -> tuple[li
         return [[py, "-m", "bench.hello", str(port)]], {}
     if name in ("project", "unlimited", "nopause", "strict", "before"):
         env = {"ASYNCSTACK_SERVER__ACCESS_LOG": "false", "ASYNCSTACK_MYSQL__POOL_MAX": str(mysql_pool)}
-        if name in FROM_GIT:
-            env["PYTHONPATH"] = str(source_dir(name))
         if name == "unlimited":
             env.update(UNLIMITED | NO_PAUSE)
         elif name == "nopause":
@@ -165,14 +163,15 @@ def source_dir(name: str) -> Path:
     """Where server ``name`` runs from: this tree, or for ``FROM_GIT`` variants their commit's files.
 
     Those are extracted once per process (``git archive``) into a temporary directory removed at exit;
-    they run with this interpreter and its packages, against the same stack.
+    they run with this interpreter and its packages, against the same stack.  ``python -m`` puts the
+    working directory first on ``sys.path``, so starting there is enough to import their ``app``.
     """
     commit = FROM_GIT.get(name)
     if commit is None:
         return ROOT
     if commit not in _trees:
         done = subprocess.run(["git", "archive", "--format=tar", commit], cwd=ROOT, capture_output=True, check=False)
-        if done.returncode != 0:
+        if done.returncode:
             raise ServerFailed(f"{name}: commit {commit} is not in this clone "
                                f"({done.stderr.decode(errors='replace').strip()})")
         tree = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
