@@ -20,7 +20,9 @@ def test_each_route_runs_under_wrk_with_the_probe(wrk_ready: None, bench_servers
     for route, path in suite.ROUTES.items():
         outcome = suite.measure(bench_servers[variant], path, 2, config, probe=True)
         w, probe = outcome["wrk"], outcome["probe"]
-        assert w["requests"] > 5 and w["error_count"] == 0, (route, w)
+        # at least one answer on each of the two connections, and no error (the thread-pool variant's
+        # first fan-outs, its pool still cold, took 0.5 s each on a machine at a third of its speed)
+        assert w["requests"] >= 2 and w["error_count"] == 0, (route, w)
         assert 0 < w["p50_ms"] <= w["p99_ms"] <= w["max_ms"], (route, w)
         assert probe is not None and probe["ok"] > 10 and probe["failed"] == probe["unanswered"] == 0, (route, probe)
         assert outcome["settled_after"]

@@ -56,7 +56,10 @@ async def test_redis_username_and_password_authenticate_both_connections(
 async def test_an_ignite_query_waits_query_wait_timeout_s_for_a_slot_inside_a_budget(settings: Settings) -> None:
     wait_s = 0.4
     one_slot = LimitConfig(initial=1, min=1, max=1)
-    async with Client([settings.ignite.nodes[0]], limit=one_slot, query_wait_timeout_s=wait_s) as client:
+    # request_timeout_s 60, not the default 10: the query that holds the slot takes about 2 s on the
+    # node, and over 10 s on a machine running at a third of its speed; the wait is what is tested.
+    async with Client([settings.ignite.nodes[0]], limit=one_slot, query_wait_timeout_s=wait_s,
+                      request_timeout_s=60.0) as client:
         async def sum_to(n: int) -> object:
             async with client.sql("SELECT SUM(x) FROM SYSTEM_RANGE(1, ?)", query_args=[n]) as rows:
                 found = [row async for row in rows]

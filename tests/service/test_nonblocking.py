@@ -30,10 +30,11 @@ PROBE_EVERY_S = 0.005   # /now is sent every 5 ms (200 a second) while the slow 
 MIN_PROBES = 200        # so that the 99th percentile is not simply the slowest probe
 
 
-async def _burst_while_probing(url: str, slow: str, count: int, admitted_max: int, probe_until: float
+async def _burst_while_probing(url: str, slow: str, count: int, admitted_max: int, probe_until: float | None
                                ) -> tuple[list[tuple[HTTPResponse, float]], list[float]]:
     """Fire ``count`` slow requests; once all but ``admitted_max`` of them are answered (the refused ones),
-    send /now every PROBE_EVERY_S until ``probe_until`` s after the burst began.  (The slow results with the
+    send /now every PROBE_EVERY_S until ``probe_until`` s after the burst began (None: until every slow
+    request is answered).  (The slow results with the
     seconds each took, and each probe's seconds from the moment it was due.)
 
     The probes are open-loop: each is sent at its time whether or not the previous one came back, and
@@ -52,11 +53,12 @@ async def _burst_while_probing(url: str, slow: str, count: int, admitted_max: in
         began = time.perf_counter()
         slow_calls = [asyncio.ensure_future(timed_fetch(slow_client, url + slow)) for _ in range(count)]
         while sum(call.done() for call in slow_calls) < count - admitted_max:
-            assert time.perf_counter() - began < 1.5, "the requests beyond the pool were not turned away"
+            # before an admitted call could have freed a connection for them: refused, not queued
+            assert time.perf_counter() - began < SLOW_S, "the requests beyond the pool were not turned away"
             await asyncio.sleep(0.005)
         probes: list[asyncio.Future[float]] = []
         due = time.perf_counter()
-        while due - began < probe_until:
+        while (not all(call.done() for call in slow_calls)) if probe_until is None else due - began < probe_until:
             await asyncio.sleep(due - time.perf_counter())
             probes.append(asyncio.ensure_future(probe(due)))
             due += PROBE_EVERY_S
@@ -80,13 +82,14 @@ def _check_admitted_or_refused(results: list[tuple[HTTPResponse, float]], pool_m
     assert len(served) + len(refused) == len(results), summary
     assert 0 < len(served) <= pool_max, summary
     # Sending 200 requests and accepting 200 connections keeps both cores busy for ~0.3 s before the
-    # admitted calls start; calls that waited on each other would take a multiple of SLOW_S.
-    assert all(SLOW_S - 0.002 <= t < SLOW_S + 1.0 for _, t in served), summary
+    # admitted calls start (1 s on a machine running at a third of its speed: 3.46-3.68 s there);
+    # calls that waited on each other would take a multiple of SLOW_S.
+    assert all(SLOW_S - 0.002 <= t < 2 * SLOW_S for _, t in served), summary
     for r, t in refused:
         body = json.loads(r.body)
         assert (body["error"], body["backend"]) == ("backend busy", backend), body
         assert int(r.headers["Retry-After"]) >= 1
-        assert t < 1.0, summary     # at once: long before an admitted call could have freed its connection
+        assert t < SLOW_S, summary  # at once: before any admitted call could have freed its connection
     return served
 
 
@@ -122,21 +125,23 @@ async def test_now_stays_fast_while_a_pool_of_redis_blpops_waits(service: Server
 
 async def test_now_stays_fast_while_slow_ignite_queries_run(service: ServerProcess) -> None:
     # The node computes these on its own threads (CPU-bound, so fewer of them on a small machine).
-    # 1M rows: 8 at once take 0.7-1.4 s on a quiet machine; 1.5M took 1-2 s, but 4-4.7 s (and once
-    # past the 5 s request budget) while the hypervisor took 15% of the CPU time. Ignite SQL has no
-    # pool, and 8 is well inside the default query limit.
-    results, probes = await _burst_while_probing(service.url, "/ignite/range?n=1000000", 8, 8, 0.5)
+    # 1M rows: 8 at once took 0.7-1.4 s on a quiet machine, but over the 5 s request budget on one
+    # running at a third of its speed.  600k rows: 3.2-3.3 s there (warm), and under 5 s is what
+    # matters; the probes run as long as the queries do.  Ignite SQL has no pool, and 8 is well
+    # inside the default query limit.
+    results, probes = await _burst_while_probing(service.url, "/ignite/range?n=600000", 8, 8, None)
     assert [r.code for r, _ in results] == [200] * 8, [(r.code, r.body[:300]) for r, _ in results if r.code != 200]
-    assert min(t for _, t in results) > 0.5, "the queries did not outlast the probes: nothing was proven"
+    shortest = min(t for _, t in results)
     # The three nodes compute the queries on this machine's two cores, beside the service: while they
     # run, a probe waits for a core now and then (p50 3-70 ms, the slowest 50-130 ms in runs under a
     # load average of 6), whatever the loop does. So the check is on the slowest probe, against what a
     # blocked loop would cost: a loop held by a query holds the probes due meanwhile for up to the
-    # query's length (over 0.5 s, checked above).
+    # query's length, so the slowest probe must stay under half the shortest query (and under 0.3 s).
     ordered = sorted(probes)
     summary = (f"/now: {len(probes)} probes, p50 {ordered[len(ordered) // 2] * 1000:.1f} ms, "
                f"p90 {ordered[int(len(ordered) * 0.9)] * 1000:.1f} ms, max {ordered[-1] * 1000:.1f} ms, "
-               f"queries {min(t for _, t in results):.2f}-{max(t for _, t in results):.2f} s")
+               f"queries {shortest:.2f}-{max(t for _, t in results):.2f} s")
     print(summary)
-    assert len(probes) >= 90, summary
-    assert max(probes) < 0.3, summary
+    assert shortest > 0.2, f"the queries were too short for a blocked loop to show: nothing was proven; {summary}"
+    assert len(probes) >= 40, summary
+    assert max(probes) < min(0.3, shortest / 2), summary

@@ -17,15 +17,22 @@ NODE = SecureIgniteNode.stack()
 FAST = 2.0  # seconds: every failure below must be reported well within this
 
 
-@pytest.fixture
-def secure(settings: Settings) -> SecureIgniteNode:
-    """The secure node is up (the session's `stack up` started it)."""
+@pytest.fixture(scope="module")
+async def secure(settings: Settings) -> SecureIgniteNode:
+    """The secure node is up (the session's `stack up` started it), and has served one TLS handshake.
+
+    The node's first TLS handshake after its start runs code the JVM has not compiled yet: over the
+    default 2 s connect timeout on a machine running at a third of its speed.  That is the node
+    warming up, not what these tests are about, so one connection with a long timeout comes first.
+    """
+    async with _client(NODE, connect_timeout_s=60.0):
+        pass
     return NODE
 
 
 def _client(node: SecureIgniteNode, **overrides: object) -> Client:
     options: dict[str, object] = dict(username=node.USERNAME, password=node.PASSWORD, ssl=node.ssl_context(),
-                                      connect_timeout_s=1.0, request_timeout_s=10.0)
+                                      request_timeout_s=10.0)
     options.update(overrides)
     return Client([(node.host, node.port)], **options)  # type: ignore[arg-type]
 
