@@ -284,8 +284,8 @@ def _nginx_bounds(name: str, m: Measured) -> None:
 
 
 def _haproxy_bounds(name: str, m: Measured) -> None:
-    """docs/deploy.md, "What a failure costs", with room: HAProxy's checks (every 0.5 s, two missed)
-    find a lost host within about a second and cut what it holds, whatever the fault; a GET it held
+    """docs/deploy.md, "What a failure costs", with room: HAProxy's checks (every 0.5 s, three missed,
+    each allowed 2 s) find a lost host within seconds and cut what it holds, whatever the fault; a GET it held
     is sent to another host (it closed without an answer: ``empty-response``), a POST is answered
     502 (never sent again)."""
     # When a host is killed, a loop may lose, besides the POST it had in flight, one more: a POST the
@@ -297,6 +297,7 @@ def _haproxy_bounds(name: str, m: Measured) -> None:
     if name == "kill":
         assert m.last_failure_s < 2 and m.reconnected_within_s < 5, m
     else:
-        # a lost host is marked down within inter + fall x timeout check = 0.5 + 3 x 1 s; measured:
-        # the longest wait 1.5-4.1 s, subscribers back within 1.7-4.1 s (nginx: 10 s and 4-14 s)
-        assert m.longest_s < 6 and m.last_failure_s < 6 and m.reconnected_within_s < 8, m
+        # a lost host is marked down within inter + fall x timeout check = 0.5 + 3 x 2 s; with checks
+        # allowed 1 s, the longest wait was 1.5-4.1 s and subscribers were back within 1.7-4.1 s
+        # (nginx: 10 s and 4-14 s)
+        assert m.longest_s < 9 and m.last_failure_s < 9 and m.reconnected_within_s < 11, m

@@ -28,7 +28,7 @@ def test_a_shared_backend_down_takes_no_host_out_of_haproxy(hosts: list[Host]) -
     try:
         ready = Counter(request("GET", "/readyz", address=h.address, port=SERVE_PORT)[0] for h in hosts)
         answers: Counter[int] = Counter()
-        deadline = time.monotonic() + 4             # above the 0.5 + 3 x 1 s a check takes to mark a host down
+        deadline = time.monotonic() + 8             # above the 0.5 + 3 x 2 s checks take to mark a host down
         while time.monotonic() < deadline:
             answers[request("GET", "/now")[0]] += 1
             time.sleep(0.05)

@@ -31,7 +31,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidHandshake
 
 from app.settings import load_settings
-from stack.hosts import BALANCERS, NGINX_PORT, Host, publish_token
+from stack.hosts import BALANCERS, HAPROXY, NGINX_PORT, Host, balancer, publish_token
 from tests.conftest import run_stack_async
 from tests.hosts.conftest import hosts_running
 from tests.hosts.load import Load, Subscriber, cancel_all, catch_up, http_client, namespaces, publish, subscribe
@@ -41,6 +41,17 @@ HTTP_CONCURRENCY = 32               # keep-alive connections, each one GET after
 PUBLISH_EVERY_S = 0.1               # 10 messages a second
 PATHS = ("/now", "/mysql/items/7")
 BOUND_S = 60
+
+
+def _balancer_evidence() -> str:
+    """What HAProxy logged besides plain successes (a failed run prints it): answers other than 200 and
+    101 with their termination states, and hosts its checks marked down."""
+    if balancer() != "haproxy":
+        return ""
+    lines = HAPROXY.log_file.read_text(errors="replace").splitlines()
+    odd = [ln for ln in lines if ("is DOWN" in ln and not ln.startswith("[")) or
+           (ln.startswith("{") and '"status":200,' not in ln and '"status":101,' not in ln)]
+    return "HAProxy's log, besides its 200s and 101s (last 30):\n" + "\n".join(odd[-30:])
 
 
 def _restart_times(stdout: str) -> list[float]:
@@ -110,6 +121,9 @@ async def test_a_rolling_restart_under_load_fails_no_request_and_loses_no_messag
             await publishing
             # every subscriber catches up with the last message, within a bound
             await catch_up(subs, published, 10)
+    except BaseException:
+        print(_balancer_evidence())
+        raise
     finally:
         load.stop.set()
         stop.set()
