@@ -235,12 +235,9 @@ def _network(hosts: list[Host], ports: list[int]) -> None:
         f"    type nat hook prerouting priority dstnat; policy accept;\n{rule}  }}\n}}\n")
     run(["nft", "-f", str(ruleset)], what="DNAT from the bridge to the stack's servers", timeout=STEP_TIMEOUT_S)
     wanted = {h.netns for h in hosts}
-    for netns in our_namespaces():
-        if netns not in wanted or not _complete(_host_of(netns)):
-            # a host no longer asked for, or one half made by a crash
-            _remove_namespace(netns)
-        else:
-            wanted.discard(netns)
+    # hosts no longer asked for, or half made by a crash
+    _remove_namespaces([n for n in our_namespaces() if n not in wanted or not _complete(_host_of(n))])
+    wanted -= set(our_namespaces())
     for h in hosts:
         if h.netns not in wanted:
             continue
@@ -263,13 +260,17 @@ def _complete(h: Host) -> bool:
     return f" {h.address}/24 " in inside and h.veth in our_links()
 
 
-def _remove_namespace(netns: str) -> None:
-    """Stop every process inside, then delete it (its veth pair goes with it)."""
-    out = run(["ip", "netns", "pids", netns], what=f"listing {netns}'s processes", timeout=STEP_TIMEOUT_S)
-    pids = [int(p) for p in out.split()]
-    _terminate(pids, grace_s=12.0)              # above the service's shutdown_timeout_s (10 s)
-    _ip("netns", "del", netns, what=f"removing namespace {netns}")
-    print(f"  removed {netns}" + (f" (stopped pids {', '.join(map(str, pids))})" if pids else ""), flush=True)
+def _remove_namespaces(names: Collection[str]) -> None:
+    """Stop every process inside them, all together (each drains for its grace at the same time, not
+    one namespace after another), then delete them (their veth pairs go with them)."""
+    inside: dict[str, list[int]] = {}
+    for netns in names:
+        out = run(["ip", "netns", "pids", netns], what=f"listing {netns}'s processes", timeout=STEP_TIMEOUT_S)
+        inside[netns] = [int(p) for p in out.split()]
+    _terminate([p for pids in inside.values() for p in pids], grace_s=12.0)   # above shutdown_timeout_s (10 s)
+    for netns, pids in inside.items():
+        _ip("netns", "del", netns, what=f"removing namespace {netns}")
+        print(f"  removed {netns}" + (f" (stopped pids {', '.join(map(str, pids))})" if pids else ""), flush=True)
 
 
 def _start_host(h: Host, workers: int, env: dict[str, str]) -> bool:
@@ -601,8 +602,7 @@ def down() -> int:
     if pid is not None:
         print(f"  stopped haproxy (pid {pid})")
     BALANCER_FILE.unlink(missing_ok=True)
-    for netns in our_namespaces():
-        _remove_namespace(netns)
+    _remove_namespaces(our_namespaces())
     # The veths go with their namespaces, a moment later (the kernel cleans a namespace up in the
     # background); then the bridge, and any link of ours left over.
     deadline = time.monotonic() + 5.0
