@@ -235,9 +235,11 @@ def _network(hosts: list[Host], ports: list[int]) -> None:
         f"    type nat hook prerouting priority dstnat; policy accept;\n{rule}  }}\n}}\n")
     run(["nft", "-f", str(ruleset)], what="DNAT from the bridge to the stack's servers", timeout=STEP_TIMEOUT_S)
     wanted = {h.netns for h in hosts}
+    existing = our_namespaces()
     # hosts no longer asked for, or half made by a crash
-    _remove_namespaces([n for n in our_namespaces() if n not in wanted or not _complete(_host_of(n))])
-    wanted -= set(our_namespaces())
+    stale = [n for n in existing if n not in wanted or not _complete(_host_of(n))]
+    _remove_namespaces(stale)
+    wanted -= set(existing) - set(stale)
     for h in hosts:
         if h.netns not in wanted:
             continue

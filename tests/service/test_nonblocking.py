@@ -56,9 +56,14 @@ async def _burst_while_probing(url: str, slow: str, count: int, admitted_max: in
             # before an admitted call could have freed a connection for them: refused, not queued
             assert time.perf_counter() - began < SLOW_S, "the requests beyond the pool were not turned away"
             await asyncio.sleep(0.005)
+        def probing(due: float) -> bool:
+            if probe_until is None:
+                return not all(call.done() for call in slow_calls)
+            return due - began < probe_until
+
         probes: list[asyncio.Future[float]] = []
         due = time.perf_counter()
-        while (not all(call.done() for call in slow_calls)) if probe_until is None else due - began < probe_until:
+        while probing(due):
             await asyncio.sleep(due - time.perf_counter())
             probes.append(asyncio.ensure_future(probe(due)))
             due += PROBE_EVERY_S
