@@ -31,6 +31,11 @@ from stack.process import ROOT, STATE, SetupFailed, run
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "asyncstack"
 FERRETDB_MODULE = "github.com/FerretDB/FerretDB"
 FERRETDB_VERSION = "v1.24.0"
+# FerretDB 1.24 pins modernc.org/sqlite v1.31.1, whose context cancellation can interrupt the *next*
+# statement on a pooled SQLite connection: a find whose maxTimeMS ran out made unrelated finds without
+# any deadline fail with "interrupted (9)" (about 1 in 3 of them under 200 concurrent finds). Later
+# releases close that race; the stack builds FerretDB against one of them.
+FERRETDB_SQLITE = "v1.62.0"
 IGNITE_PROJECT = ROOT / "stack" / "ignite"
 # Ignite's own defaults (47500, 47100) lie inside Linux's ephemeral port range (32768-60999):
 # a client socket's source port in TIME-WAIT there makes a node fail to bind at start.  Every
@@ -219,7 +224,7 @@ class RedisClusterNode(Redis):
 class FerretDB(Service):
     @property
     def binary(self) -> Path:
-        return CACHE / "bin" / f"ferretdb-{FERRETDB_VERSION}"
+        return CACHE / "bin" / f"ferretdb-{FERRETDB_VERSION}-sqlite-{FERRETDB_SQLITE}"
 
     def install(self) -> None:
         if self.binary.exists():
@@ -241,6 +246,8 @@ class FerretDB(Service):
             path.chmod(path.stat().st_mode | 0o200)
         # FerretDB embeds its version from a file that its own release tooling writes.
         (work / "build" / "version" / "version.txt").write_text(FERRETDB_VERSION + "\n")
+        run(["go", "get", f"modernc.org/sqlite@{FERRETDB_SQLITE}"],
+            what="mongo: taking the fixed SQLite driver for FerretDB", cwd=work, env=env)
         self.binary.parent.mkdir(parents=True, exist_ok=True)
         run(["go", "build", "-trimpath", "-o", str(self.binary), "./cmd/ferretdb"],
             what="mongo: building FerretDB", cwd=work, env=env)
