@@ -43,8 +43,8 @@ CLIENT = Gauge("backend_client", "Each backend client's own counters, the same f
                "pool_max)", ["backend", "stat"], multiprocess_mode="livesum")
 LIMIT = Gauge("backend_limit", "Each backend's adaptive concurrency limit: the limit, calls in flight, calls "
               "queued for a slot, calls turned away (shed, since start), connections not read until it has room "
-              "(parked), calls that waited for a turn of the event loop (turn_waits, since start)", ["backend", "stat"],
-              multiprocess_mode="livesum")
+              "(parked), waits for a turn of the event loop: calls, and requests before they were parsed "
+              "(turn_waits, since start)", ["backend", "stat"], multiprocess_mode="livesum")
 LOOP_LAG = Gauge("event_loop_lag_seconds", "How late the event loop woke a timer at the last sample",
                  multiprocess_mode="livemax")
 

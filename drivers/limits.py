@@ -239,7 +239,7 @@ class Limiter:
         self._held_back = False
         self._slow_start = True      # until the first congested window, the limit doubles
         self._slice_s = c.turn_slice_s if c.enabled else 0.0
-        self.turn_waits = 0          # calls that waited for a turn (before starting or after their answer)
+        self.turn_waits = 0          # waits for a turn: calls (before, after their answer); requests before parsed
 
     def __repr__(self) -> str:
         return (f"<Limiter {self.backend} limit={self.limit:.0f} in_flight={self.in_flight} "

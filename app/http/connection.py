@@ -20,6 +20,10 @@ Rules of this file:
 - One request at a time, in order: pipelined requests are parsed as they arrive and
   wait in a queue, reading pauses while one waits, and the next starts (on the next
   loop iteration, as Tornado's own loop does) once the response before it is finished.
+- The next request of a connection whose last request went through a backend limit
+  waits for a turn before it is parsed (``ReadGate.turn``): its bytes are kept as they
+  came, and fed to the parser by the turn's callback.  A connection closed meanwhile
+  leaves the line; a draining server serves a kept request before it closes.
 - No task per request.  Delegate calls run in the protocol's callbacks; only when a
   delegate returns an awaitable (``@stream_request_body``, ``prepare`` of such a
   handler, gzip decoding) does delivery wait for it, with the body queued and reading
@@ -312,6 +316,8 @@ class HTTP1Protocol(asyncio.Protocol):
         self._write_paused = False
         self._drain_waiters: list[asyncio.Future[None]] = []
         self._gate_waits = False              # reading waits for the read gate (gate.when_open)
+        self._held: list[bytes] | None = None  # bytes of the next request, kept until its turn (gate.turn)
+        self._turn: asyncio.Future[None] | None = None
         self.base_context = contextvars.copy_context()
         self._done: asyncio.Future[None] | None = None
 
@@ -333,6 +339,27 @@ class HTTP1Protocol(asyncio.Protocol):
         if self._upgraded:
             self._tail += data
             return
+        held = self._held
+        if held is not None:
+            held.append(data)
+            return
+        gate = self.gate
+        if gate is not None and self.current is None and not self._queue:
+            turn = gate.turn()
+            if turn is not None:
+                # A request for a route whose backends take turns: parsed and started in its turn,
+                # not in the poll that read it (see the read gate's rules).
+                self._held, self._turn = [data], turn
+                turn.add_done_callback(self._turn_came, context=self.base_context.copy())
+                return
+        self._feed(data)
+
+    def _turn_came(self, turn: asyncio.Future[None]) -> None:
+        held, self._held, self._turn = self._held, None, None
+        if held is not None and not self.closed and not turn.cancelled():
+            self._feed(b"".join(held) if len(held) > 1 else held[0])
+
+    def _feed(self, data: bytes) -> None:
         first = self._first
         if first is not None:
             first += data
@@ -367,6 +394,10 @@ class HTTP1Protocol(asyncio.Protocol):
         if self._gate_waits and self.gate is not None:
             self._gate_waits = False
             self.gate.cancel()
+        turn = self._turn
+        if turn is not None:
+            self._turn = None
+            turn.cancel()          # leaves the line
         self._queue.clear()
         if not self.closed_future.done():
             self.closed_future.set_result(None)
@@ -753,7 +784,7 @@ class HTTP1Protocol(asyncio.Protocol):
         self.abort()
 
     def close_if_idle(self) -> None:
-        if self.current is None and not self._queue:
+        if self.current is None and not self._queue and self._held is None:   # a held request is served
             self.close()
 
     def _pause_reading(self) -> None:

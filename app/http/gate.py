@@ -4,6 +4,7 @@
     ...a request is served; its handler calls gate.remember(limiters its calls went through)...
     await gate.wait()            # before reading the next request from the connection
     gate.when_open(callback)     # ... or, without a task: False, then callback(seconds paused) later
+    wait = gate.turn()           # its bytes are in: None to parse them now, else a future to parse them after
 
 Rules of this file:
 - HTTP/1.1 serves one request at a time per connection, and a client that just used a
@@ -18,6 +19,13 @@ Rules of this file:
   meets the limiter's own queue and fail-fast rules.  A request that turns out to need
   nothing saturated simply waited; the time it waited is not taken from its budget (the
   budget starts when the request is read).
+- Once read, the next request of such a connection is started in a turn (``turn()``,
+  ``drivers.turns``) when the loop's iterations run long: the fast transport keeps its
+  bytes, unparsed, until the line reaches it, so the work of reading, parsing and starting
+  it is inside the slice each iteration gives that work, not in the poll that read it
+  (where nothing bounds it, and a cheap request read in the same poll waits behind it).
+  The first remembered limiter's line is the one taken; a connection whose last request
+  went through no limiter is parsed at once.
 - Transport-agnostic: any server that can hold off reading a connection calls ``wait``
   between requests (the stock Tornado transport does it in ``app.http.tornado_server``),
   or ``when_open``, which takes no task (a task per paused request cost the saturated
@@ -54,6 +62,16 @@ class ReadGate:
     def remember(self, limiters: Sequence[Limiter]) -> None:
         """The limiters the request just served went through (``drivers.limits.watch_calls``)."""
         self._limiters = tuple(limiters)
+
+    def turn(self) -> asyncio.Future[None] | None:
+        """A place in the turns line (``drivers.turns``) for reading the next request, or None to read it now.
+
+        Taken from the first remembered limiter: None when it takes no turns, or the loop's
+        iteration is still short and nobody waits.
+        """
+        for limiter in self._limiters:
+            return limiter.turn()
+        return None
 
     def is_open(self) -> bool:
         return all(limiter.has_room() for limiter in self._limiters)

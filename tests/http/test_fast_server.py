@@ -26,6 +26,8 @@ import pytest
 import tornado.web
 
 from app.http.fast_server import FastHTTPServer
+from drivers.limits import LimitConfig, Limiter
+from drivers.turns import turns
 
 pytestmark = pytest.mark.asyncio
 
@@ -342,3 +344,102 @@ async def test_requests_split_anywhere_are_answered_the_same(server: tuple[FastH
         bodies = [(await _response(reader, head_request=i == 3))[2] for i in range(len(EXPECTED))]
         assert bodies == EXPECTED, pieces
         writer.close()
+
+
+# -- the next request of a connection whose backends take turns ----------------------------------------
+
+ORDER: list[str] = []
+
+
+class Limited(tornado.web.RequestHandler):
+    """A route whose calls go through a limiter (as the service's handlers remember theirs)."""
+
+    async def get(self) -> None:
+        ORDER.append("limited request")
+        self.request.connection.context.read_gate.remember([self.application.settings["limiter"]])  # type: ignore
+        self.write("limited")
+
+
+class Cheap(tornado.web.RequestHandler):
+    def get(self) -> None:
+        ORDER.append("cheap request")
+        self.write("cheap")
+
+
+@pytest.fixture
+async def gated() -> AsyncIterator[tuple[FastHTTPServer, int, Limiter]]:
+    """A server whose connections have read gates (the service's default), with a limiter taking turns."""
+    limiter = Limiter("test", LimitConfig())          # turns of the default slice (1 ms)
+    app = tornado.web.Application([(r"/limited", Limited), (r"/cheap", Cheap)], limiter=limiter,
+                                  log_function=lambda handler: None)
+    srv = FastHTTPServer(app)
+    srv.read_pause_max_s = 1.0
+    srv.listen(0, "127.0.0.1")
+    port = next(iter(srv._sockets.values())).getsockname()[1]
+    await asyncio.sleep(0.05)
+    yield srv, port, limiter
+    srv.stop()
+    await srv.close_all_connections()
+
+
+async def _burst(limiter: Limiter, callers: int) -> list[asyncio.Task[None]]:
+    """Callers that each take a turn and then work 0.5 ms: past the first slice, they wait in line."""
+    async def caller(n: int) -> None:
+        wait = limiter.turn()
+        if wait is not None:
+            await wait
+        ORDER.append(f"caller {n}")
+        began = time.perf_counter()
+        while time.perf_counter() - began < 0.0005:
+            pass
+
+    tasks = [asyncio.create_task(caller(n)) for n in range(callers)]
+    await asyncio.sleep(0)          # every caller has taken its turn or its place in line
+    assert turns().busy()
+    return tasks
+
+
+async def test_the_next_request_of_a_limited_route_is_read_in_its_turn_and_a_cheap_route_at_once(
+        gated: tuple[FastHTTPServer, int, Limiter]) -> None:
+    _, port, limiter = gated
+    limited_r, limited_w = await _connect(port)
+    limited_w.write(b"GET /limited HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert (await _response(limited_r))[2] == b"limited"      # the connection now remembers the limiter
+    cheap_r, cheap_w = await _connect(port)
+    ORDER.clear()
+    tasks = await _burst(limiter, 20)
+    limited_w.write(b"GET /limited HTTP/1.1\r\nHost: t\r\n\r\n")
+    cheap_w.write(b"GET /cheap HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert (await _response(limited_r))[2] == b"limited"
+    assert (await _response(cheap_r))[2] == b"cheap"
+    await asyncio.gather(*tasks)
+    in_line = [n for n, what in enumerate(ORDER) if what.startswith("caller")]
+    # The limited request was parsed and started only when the line reached it: after every caller
+    # that was in line when its bytes came (parsed in the poll that read them, it started after two).
+    assert ORDER.index("limited request") > in_line[-1], ORDER
+    # The cheap one was read and answered in the poll that read it, long before the line emptied.
+    assert ORDER.index("cheap request") < in_line[len(in_line) // 2], ORDER
+    limited_w.close()
+    cheap_w.close()
+
+
+async def test_a_connection_closed_while_its_request_waits_for_a_turn_leaves_the_line(
+        gated: tuple[FastHTTPServer, int, Limiter]) -> None:
+    srv, port, limiter = gated
+    reader, writer = await _connect(port)
+    writer.write(b"GET /limited HTTP/1.1\r\nHost: t\r\n\r\n")
+    await _response(reader)
+    ORDER.clear()
+    tasks = await _burst(limiter, 20)
+    writer.write(b"GET /limited HTTP/1.1\r\nHost: t\r\n\r\n")
+    for _ in range(5):
+        if any(p._held for p in srv._protocols()):
+            break
+        await asyncio.sleep(0)
+    assert any(p._held for p in srv._protocols()), "the request was not held for its turn"
+    writer.transport.abort()        # gone before its turn: a reset
+    await asyncio.gather(*tasks)
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert "limited request" not in ORDER and not turns().busy()
+    assert not srv._protocols(), "the closed connection is still held"
