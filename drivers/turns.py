@@ -14,8 +14,8 @@ Rules of this file:
   the call starts and after its answer is in, and by an HTTP server before it parses
   the next request of a connection whose last request went through a limit.  It
   returns None (go on, no suspension) while less than ``slice_s`` has passed since
-  this iteration's work began and nobody is in line; otherwise a future, the caller's place in a FIFO line, that
-  the caller awaits.  It is a plain function: a turn taken at once costs no
+  this iteration's work began and nobody is in line; otherwise a future, the
+  caller's place in a FIFO line, that the caller awaits.  It is a plain function: a turn taken at once costs no
   coroutine, and a caller that waited resumes straight from the future.
 - Each iteration releases a number of callers from the line (at least one: the
   line always moves), learnt from how long the released callers' own work takes:
