@@ -10,13 +10,14 @@ Rules of this file:
   answer at once, the 30 handlers that resume make one long iteration, and a cheap
   request read in the next poll waits behind all of them: its latency is the
   length of the iteration, not its own cost.
-- ``enter()`` is called by calls through a backend limit (``drivers.limits``), before
-  the call starts and after its answer is in, and by an HTTP server before it parses
-  the next request of a connection whose last request went through a limit.  It
-  returns None (go on, no suspension) while less than ``slice_s`` has passed since
-  this iteration's work began and nobody is in line; otherwise a future, the
-  caller's place in a FIFO line, that the caller awaits.  It is a plain function: a turn taken at once costs no
-  coroutine, and a caller that waited resumes straight from the future.
+- ``enter()`` is called by calls through a backend limit (``drivers.limits``),
+  before the call starts and after its answer is in, and by an HTTP server before it
+  parses the next request of a connection whose last request went through a limit.
+  It returns None (go on, no suspension) while less than ``slice_s`` has passed
+  since this iteration's work began and nobody is in line; otherwise a future, the
+  caller's place in a FIFO line, that the caller awaits. It is a plain function: a
+  turn taken at once costs no coroutine, and a caller that waited resumes straight
+  from the future.
 - Each iteration releases a number of callers from the line (at least one: the
   line always moves), learnt from how long the released callers' own work takes:
   one more after a release whose work stayed within ``slice_s`` while callers still
