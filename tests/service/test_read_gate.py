@@ -85,9 +85,15 @@ async def test_a_saturated_route_waits_unread_instead_of_being_shed_while_cheap_
 
     assert parked > 0, "no connection was held unread while the MySQL limit was full"
     # Each connection's first request came unannounced (several at once, before anything was known
-    # about them) and may have been turned away; every later one was read only when a slot was free.
+    # about them) and may have been turned away; later ones are read when a slot is free, so they
+    # are not shed, but for one read while the limit had room that still waits in its queue: a stall
+    # of the machine longer than pool_wait_timeout_s (0.2 s) sheds it (6 of 309 in one CI run whose
+    # machine lost up to 40% of its CPU time to the hypervisor).  At this load the queue alone sheds
+    # none either (read pauses off: 0 of about 300), so it is `parked` above that tells pauses apart.
     later = [status for statuses in runs for status in statuses[1:]]
-    assert later and set(later) == {200}, {s: later.count(s) for s in set(later)}
+    shed = sum(1 for status in later if status == 503)
+    assert later and set(later) <= {200, 503} and shed <= 0.05 * len(later), \
+        {s: later.count(s) for s in set(later)}
     served = sum(len(statuses) for statuses in runs)
     assert served >= 0.5 * RUN_S * 20 / SLEEP_S, f"only {served} answers in {RUN_S} s"   # pool 20, 0.1 s each
     # Far below the read pause (1 s) and the slow route's own wait: this route was never paused.
