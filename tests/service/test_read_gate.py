@@ -87,8 +87,8 @@ async def test_a_saturated_route_waits_unread_instead_of_being_shed_while_cheap_
     # Each connection's first request came unannounced (several at once, before anything was known
     # about them) and may have been turned away; later ones are read when a slot is free, so they
     # are not shed, but for one read while the limit had room that still waits in its queue: a stall
-    # of the machine longer than pool_wait_timeout_s (0.2 s) sheds it (6 of 309 in one CI run whose
-    # machine lost up to 40% of its CPU time to the hypervisor).  At this load the queue alone sheds
+    # of the machine longer than pool_wait_timeout_s (0.2 s) sheds it (6 of 309 in one CI run, in an
+    # hour when the hypervisor took up to 40% of this machine's CPU time).  At this load the queue alone sheds
     # none either (read pauses off: 0 of about 300), so it is `parked` above that tells pauses apart.
     later = [status for statuses in runs for status in statuses[1:]]
     shed = sum(1 for status in later if status == 503)
