@@ -19,6 +19,7 @@ a 500 whose traceback goes to the log, never to the client.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import math
@@ -168,13 +169,23 @@ class BaseHandler(tornado.web.RequestHandler):
             seconds = min(seconds, wanted)
         self._budget = budget.start(seconds)
 
+    def finish(self, chunk: str | bytes | dict[str, Any] | None = None) -> asyncio.Future[None]:
+        """Tornado's ``finish``, telling the connection's read gate first what this request went through.
+
+        The fast transport decides whether to read the connection's next request as the response
+        finishes (inside ``super().finish()``, before ``on_finish``), so the gate must know by then:
+        told later, a connection's second request was read on its first's (empty) record, however
+        full the limit its first request was turned away from.
+        """
+        gate = getattr(getattr(self.request.connection, "context", None), "read_gate", None)
+        if gate is not None:
+            gate.remember(self._calls_through or ())
+        return super().finish(chunk)
+
     def on_finish(self) -> None:
         if self._budget is not None:
             budget.stop(self._budget)
             self._budget = None
-        gate = getattr(getattr(self.request.connection, "context", None), "read_gate", None)
-        if gate is not None:
-            gate.remember(self._calls_through or ())
         self.ctx.request_finished()
         observe_finished(self)
 

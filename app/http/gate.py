@@ -1,7 +1,7 @@
 """A connection's read gate: its next request is read only when the backends it will likely need have room.
 
     gate = ReadGate(max_pause_s=1.0)
-    ...a request is served; its handler calls gate.remember(limiters its calls went through)...
+    ...a request is served; as it finishes, its handler calls gate.remember(limiters its calls went through)
     await gate.wait()            # before reading the next request from the connection
     gate.when_open(callback)     # ... or, without a task: False, then callback(seconds paused) later
     wait = gate.turn()           # its bytes are in: None to parse them now, else a future to parse them after
