@@ -69,9 +69,7 @@ class ReadGate:
         Taken from the first remembered limiter: None when it takes no turns, or the loop's
         iteration is still short and nobody waits.
         """
-        for limiter in self._limiters:
-            return limiter.turn()
-        return None
+        return self._limiters[0].turn() if self._limiters else None
 
     def is_open(self) -> bool:
         return all(limiter.has_room() for limiter in self._limiters)
