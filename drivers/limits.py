@@ -62,6 +62,7 @@ import collections
 import contextvars
 import dataclasses
 import math
+import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -93,8 +94,20 @@ class LimitConfig:
                                    max=min(self.max, most))
 
 
+_cpu_time = time.thread_time   # the CPU time of the thread running the loop (tests on a virtual clock set theirs)
+
+
 class LoopLag:
-    """How late the event loop runs a timer: sampled every ``every_s`` while someone watches; one per loop."""
+    """How late the event loop runs a timer because of its own work: sampled every ``every_s``
+    while someone watches; one per loop.
+
+    A timer runs late either because the loop's own callbacks ran long (this process's work: what
+    a limit can lessen) or because the loop was not running at all (the machine gave the CPU to
+    another process, or its hypervisor took it: nothing this process admits changes that).  The
+    two are told apart by the CPU time the loop's thread used in the interval: a sample is the
+    lateness times the share of the interval the thread spent on the CPU.  A loop busy all along
+    counts in full; one late after sitting idle while descheduled counts for next to nothing.
+    """
 
     def __init__(self, every_s: float = 0.005) -> None:
         self.every_s = every_s
@@ -102,14 +115,21 @@ class LoopLag:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._handle: asyncio.TimerHandle | None = None
         self._due = 0.0
+        self._set_at = 0.0           # when the pending timer was set (the loop's clock) ...
+        self._cpu_at = 0.0           # ... and the thread's CPU time then
         self._watchers = 0
 
     def watch(self) -> None:
         self._watchers += 1
         if self._handle is None:
             self._loop = asyncio.get_running_loop()
-            self._due = self._loop.time() + self.every_s
-            self._handle = self._loop.call_at(self._due, self._tick)
+            self._set(self._loop.time())
+
+    def _set(self, now: float) -> None:
+        assert self._loop is not None
+        self._set_at, self._cpu_at = now, _cpu_time()
+        self._due = now + self.every_s
+        self._handle = self._loop.call_at(self._due, self._tick)
 
     def unwatch(self) -> None:
         self._watchers = max(0, self._watchers - 1)
@@ -120,9 +140,12 @@ class LoopLag:
     def _tick(self) -> None:
         assert self._loop is not None
         now = self._loop.time()
-        self._samples.append((now, now - self._due))
-        self._due = now + self.every_s
-        self._handle = self._loop.call_at(self._due, self._tick)
+        late = now - self._due
+        if late > 0:
+            elapsed = now - self._set_at
+            late *= min(1.0, (_cpu_time() - self._cpu_at) / elapsed) if elapsed > 0 else 1.0
+        self._samples.append((now, late))
+        self._set(now)
 
     def worst_since(self, seconds: float) -> float:
         """The worst lag sampled in the last ``seconds``."""

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from drivers import limits
 from drivers.limits import LimitConfig, Limiter
 from tests.support.fakes import ClockLoop
 from tests.unit.test_limits import take
@@ -23,8 +24,11 @@ WINDOW_S = 0.05
 
 
 @pytest.fixture
-def loop() -> Iterator[ClockLoop]:
+def loop(monkeypatch: pytest.MonkeyPatch) -> Iterator[ClockLoop]:
     loop = ClockLoop()
+    # Work that "blocks the loop" here moves the virtual clock: it is the loop's own work, on the
+    # CPU all along, as the loop's lag sampler counts it (drivers.limits.LoopLag).
+    monkeypatch.setattr(limits, "_cpu_time", loop.time)
     yield loop
     for task in asyncio.all_tasks(loop):
         task.cancel()

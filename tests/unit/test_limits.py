@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from collections.abc import Iterator
 
 import pytest
 
-from drivers import budget
+from drivers import budget, limits
 from drivers.errors import BackendBusy
 from drivers.limits import LimitConfig, Limiter, watch_calls
 from tests.support.fakes import ClockLoop
@@ -17,8 +18,11 @@ FIXED = LimitConfig(initial=2, min=1, max=2)     # a limit that cannot move: the
 
 
 @pytest.fixture
-def loop() -> Iterator[ClockLoop]:
+def loop(monkeypatch: pytest.MonkeyPatch) -> Iterator[ClockLoop]:
     loop = ClockLoop()
+    # Work that "blocks the loop" here moves the virtual clock: it is the loop's own work, on the
+    # CPU all along, as the loop's lag sampler counts it (drivers.limits.LoopLag).
+    monkeypatch.setattr(limits, "_cpu_time", loop.time)
     yield loop
     for task in asyncio.all_tasks(loop):         # callers still waiting when the test ends
         task.cancel()
@@ -162,6 +166,34 @@ def test_the_limit_backs_off_when_the_event_loop_runs_late(loop: ClockLoop) -> N
                 task.cancel()
         loop.settle()
     assert limiter.limit < 16
+
+
+def test_the_loop_late_from_its_own_work_is_lag_and_late_from_not_running_is_not() -> None:
+    """On a real loop and the real CPU clock: 50 ms of work in a callback makes the loop late by
+    about that much; 50 ms in which the loop's thread is not on the CPU (``time.sleep`` stands in
+    for the machine running something else) makes it late by as much on the wall clock, and is not
+    counted: admitting fewer calls would not shorten it."""
+    async def main() -> tuple[float, float]:
+        lag = limits.LoopLag(every_s=0.005)
+        lag.watch()
+        try:
+            await asyncio.sleep(0.02)
+            time.sleep(0.05)                          # not on the CPU
+            await asyncio.sleep(0.02)
+            not_running = lag.worst_since(1.0)
+            spin_until = time.perf_counter() + 0.05
+            while time.perf_counter() < spin_until:   # on the CPU: the loop's own work
+                pass
+            await asyncio.sleep(0.02)
+            return not_running, lag.worst_since(1.0)
+        finally:
+            lag.unwatch()
+
+    not_running, own_work = asyncio.run(main())
+    # Below the default lag target (5 ms) for the sleep; well above it for the work (the bound
+    # leaves room for a hypervisor taking part of the CPU during the 50 ms, which lowers the share).
+    assert not_running < 0.005, not_running
+    assert own_work > 0.02, own_work
 
 
 def test_the_limit_backs_off_when_the_backend_slows_down(loop: ClockLoop) -> None:
