@@ -21,9 +21,11 @@ Rules of this file:
   that starts under load reaches its working limit within a few windows instead of
   seconds of ``increase`` steps (from 32 to 200 in 2 slots a window took 4 s).
   Congestion is either of:
-  the event loop answering late (``LoopLag``: a timer every 5 ms fires later
-  than ``lag_target_s``: the process's CPU is saturated, and every route, cheap
-  ones too, waits behind the work), or the backend's own latency rising (the
+  the event loop answering late because of its own work (``LoopLag``: a timer
+  every 5 ms fires later than ``lag_target_s``, counted in the share its thread
+  was on the CPU: the process's CPU is saturated, and every route, cheap ones
+  too, waits behind the work; lateness from the machine not running the process
+  is not congestion a limit can ease), or the backend's own latency rising (the
   window's mean call time above ``latency_tolerance`` times its long-run mean,
   plus ``latency_slack_s``: a backend slowing down, whatever mix of fast and
   slow calls it normally serves).
