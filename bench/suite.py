@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench import locust_runner, report, servers, wrk
+from bench import locust_runner, machine, report, servers, wrk
 from bench.servers import DEFAULT_VARIANTS, HELLO, NEEDS_SERVICE, Server
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -190,6 +190,7 @@ def measure(server: Server, path: str, concurrency: int, config: Config, *, prob
 
     sampler = threading.Thread(target=sample_rss, daemon=True)
     sampler.start()
+    ticks = machine.cpu_times()
     try:
         result = wrk.run(url, seconds=duration, connections=concurrency, cpu=config.load_cpu)
     except BaseException:
@@ -200,12 +201,14 @@ def measure(server: Server, path: str, concurrency: int, config: Config, *, prob
     finally:
         done.set()
         sampler.join()
+    steal = machine.steal_percent(ticks, machine.cpu_times())
     probed = probe_result(prober, duration + config.probe_timeout + 30) if prober is not None else None
     settled = servers.settle(server, settle_path)
     baseline = server.idle_rss or idle_rss   # before any load: what the load's connections and requests added
     memory = {"rss_idle_mb": round(baseline / 2**20, 1), "rss_peak_mb": round(peak_rss[0] / 2**20, 1),
               "kb_per_connection": round((peak_rss[0] - baseline) / 1024 / concurrency, 1)}
-    return {"wrk": result.as_dict(), "probe": probed, "settled_after": settled, "memory": memory}
+    return {"wrk": result.as_dict(), "probe": probed, "settled_after": settled, "memory": memory,
+            "steal_percent": steal}
 
 
 def _describe(run: dict[str, Any]) -> str:
@@ -218,6 +221,8 @@ def _describe(run: dict[str, Any]) -> str:
     m = run.get("memory")
     if m:
         text += f"  | RSS {m['rss_peak_mb']:.0f} MB (+{m['kb_per_connection']:.0f} KB per connection)"
+    if run.get("steal_percent") is not None:
+        text += f"  | steal {run['steal_percent']:.0f}%"
     return text
 
 
@@ -278,12 +283,15 @@ def run(config: Config) -> dict[str, Any]:
         for server in running.values():
             server.idle_rss = servers.rss_bytes(server)
         for name in config.variants:
+            ticks = machine.cpu_times()
             proc = run_probe(running[name].url + "/now", rate=config.probe_rate, seconds=idle_probe_seconds(config),
                              timeout_s=config.probe_timeout, start_at=None, cpu=config.load_cpu)
             idle = probe_result(proc, idle_probe_seconds(config) + config.probe_timeout + 30)
             results["idle_probes"][name] = idle
             if idle:
-                progress.say(f"idle /now probe, {name}: p50 {idle['p50_ms']:.2f} ms, p99 {idle['p99_ms']:.2f} ms")
+                idle["steal_percent"] = steal = machine.steal_percent(ticks, machine.cpu_times())
+                progress.say(f"idle /now probe, {name}: p50 {idle['p50_ms']:.2f} ms, p99 {idle['p99_ms']:.2f} ms"
+                             + (f" (steal {steal:.0f}%)" if steal is not None else ""))
         for route, variant, level in cells:
             path = "/" if route == "hello" else ROUTES[route]
             progress.step(f"{variant:<10} {route:<6} c={level:<4} GET {path}")
