@@ -45,6 +45,7 @@ class Load:
     posts_failed: list[str] = field(default_factory=list)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     sequence: int = 0
+    cancelled_wall: float = 0.0     # when the test cancelled the clients still waiting (time.time())
 
     def request_id(self) -> str:
         self.sequence += 1

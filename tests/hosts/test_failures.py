@@ -210,6 +210,7 @@ async def _run(fault: Fault, hosts: list[Host]) -> tuple[Measured, Load, list[Su
         stop.set()
         if not given_back:
             await asyncio.to_thread(fault.end, victim)
+        load.cancelled_wall = time.time()
         await cancel_all(tasks)
     await asyncio.sleep(0.5)                    # nginx writes each line when its request ends
     measured = _measure(fault, victim, load, subs, t0, t0_wall, _lines(run), restored_wall)
@@ -234,7 +235,11 @@ async def test_a_host_lost_under_load_costs_at_most_its_in_flight_requests(hosts
     # HAProxy cut it when it marked the victim down (termination "D..."): a POST the victim refused
     # and that was sent on to another host in the same instant is cut with the victim's streams
     victim = hosts[fault.victim].upstream
-    failed = [ln for ln in lines if ln.status != 200]
+    # nginx logs 499 for a request whose client closed first: one still in flight when the test
+    # cancelled its clients at the end (a CI run saw two, answered 200 by a healthy host) is the
+    # test's doing, not a failure
+    failed = [ln for ln in lines if ln.status != 200
+              and not (ln.status == 499 and ln.start + ln.seconds >= load.cancelled_wall - 0.05)]
     elsewhere = [ln for ln in failed if ln.tries[-1] != victim
                  and not (ln.termination.startswith("D") and len(ln.tries) > 1)]
     assert not elsewhere, [(ln, _seen_by(hosts, ln.request_id)) for ln in elsewhere[:5]]
