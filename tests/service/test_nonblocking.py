@@ -24,8 +24,12 @@ from tests.service.http import async_client, p99, timed_fetch
 
 # A blocked loop holds /now for whole seconds (the slow calls take SLOW_S).  A busy or shared machine
 # costs tens of milliseconds: a CI run saw p50 19.5 ms and p99 89.8 ms while the hypervisor took about
-# 15% of this machine's CPU time (steal).  200 ms keeps a factor of ten from a blocked loop.
-NOW_P99_LIMIT_S = 0.200
+# 15% of this machine's CPU time (steal).  Two later CI runs, in hours when it took 10-40%, each saw one
+# stall of 230-300 ms (the slowest probes consecutive, 5 ms apart: one stall, not slowness), which at
+# 300-400 probes is the p99 (p99 212.5 ms, p50 25.8 ms in one).  Their cause is not established: not
+# this process's collector (off while probing), and the server's own passes take 50-100 ms.  400 ms
+# still keeps a factor of six from a blocked loop (2.5 s).
+NOW_P99_LIMIT_S = 0.400
 SLOW_S = 2.5            # each slow call waits this long on the backend
 PROBE_EVERY_S = 0.005   # /now is sent every 5 ms (200 a second) while the slow calls wait
 MIN_PROBES = 200        # so that the 99th percentile is not simply the slowest probe
