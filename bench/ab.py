@@ -20,6 +20,8 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -48,20 +50,26 @@ def _run(tree: Path, module: str, args: list[str]) -> list[dict[str, Any]]:
     return rows
 
 
+@contextmanager
+def worktree(rev: str) -> Iterator[Path]:
+    """A temporary git worktree of ``rev`` (detached), removed on the way out: an earlier commit's files."""
+    with tempfile.TemporaryDirectory(prefix="before-") as scratch:
+        tree = Path(scratch) / "before"
+        subprocess.run(["git", "worktree", "add", "--detach", "--quiet", str(tree), rev], cwd=ROOT, check=True)
+        try:
+            yield tree
+        finally:
+            subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT, check=False)
+
+
 def compare(before_rev: str, rounds: int, module: str, args: list[str]) -> list[dict[str, Any]]:
     samples: dict[str, dict[Key, list[float]]] = {"before": {}, "after": {}}
-    with tempfile.TemporaryDirectory(prefix="ab-") as scratch:
-        worktree = Path(scratch) / "before"
-        subprocess.run(["git", "worktree", "add", "--detach", "--quiet", str(worktree), before_rev], cwd=ROOT,
-                       check=True)
-        try:
-            for i in range(rounds):
-                for label, tree in (("before", worktree), ("after", ROOT)):
-                    print(f"round {i + 1}/{rounds}: {label}", file=sys.stderr, flush=True)
-                    for row in _run(tree, module, args):
-                        samples[label].setdefault(_key(row), []).append(float(row["cpu_us_per_op"]))
-        finally:
-            subprocess.run(["git", "worktree", "remove", "--force", str(worktree)], cwd=ROOT, check=False)
+    with worktree(before_rev) as before_tree:
+        for i in range(rounds):
+            for label, tree in (("before", before_tree), ("after", ROOT)):
+                print(f"round {i + 1}/{rounds}: {label}", file=sys.stderr, flush=True)
+                for row in _run(tree, module, args):
+                    samples[label].setdefault(_key(row), []).append(float(row["cpu_us_per_op"]))
     out = []
     for key, before in samples["before"].items():
         after = samples["after"].get(key)

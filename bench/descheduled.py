@@ -22,7 +22,6 @@ import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.request
@@ -30,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import wrk
+from bench.ab import worktree
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -105,23 +105,17 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=8.0)
     opts = parser.parse_args()
     rows = []
-    with tempfile.TemporaryDirectory(prefix="descheduled-") as scratch:
-        worktree = Path(scratch) / "before"
-        subprocess.run(["git", "worktree", "add", "--detach", "--quiet", str(worktree), opts.before], cwd=ROOT,
-                       check=True)
-        try:
-            for i in range(opts.rounds):
-                for label, tree in (("before", worktree), ("after", ROOT)):
-                    row = {"round": i + 1, "tree": label, "commit": opts.before if label == "before" else "this tree",
-                           "stop_ms": opts.stop_ms, "every_ms": opts.every_ms,
-                           **run_one(tree, opts.stop_ms / 1000, opts.every_ms / 1000, opts.seconds)}
-                    print(f"round {row['round']} {label:6s} {row['ok_per_s']:8,.0f} 2xx/s  "
-                          f"{row['non_2xx']:5d} non-2xx  "
-                          f"p99 {row['p99_ms']:7.1f} ms  MySQL limit median {row['limit_median']} "
-                          f"(lowest {row['limit_min']})", flush=True)
-                    rows.append(row)
-        finally:
-            subprocess.run(["git", "worktree", "remove", "--force", str(worktree)], cwd=ROOT, check=False)
+    with worktree(opts.before) as before_tree:
+        for i in range(opts.rounds):
+            for label, tree in (("before", before_tree), ("after", ROOT)):
+                row = {"round": i + 1, "tree": label, "commit": opts.before if label == "before" else "this tree",
+                       "stop_ms": opts.stop_ms, "every_ms": opts.every_ms,
+                       **run_one(tree, opts.stop_ms / 1000, opts.every_ms / 1000, opts.seconds)}
+                print(f"round {row['round']} {label:6s} {row['ok_per_s']:8,.0f} 2xx/s  "
+                      f"{row['non_2xx']:5d} non-2xx  "
+                      f"p99 {row['p99_ms']:7.1f} ms  MySQL limit median {row['limit_median']} "
+                      f"(lowest {row['limit_min']})", flush=True)
+                rows.append(row)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "descheduled.json").write_text(json.dumps(rows, indent=1))
 

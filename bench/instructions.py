@@ -21,13 +21,15 @@ Results: ``bench/results/instructions.json``.  Needs valgrind (Debian: ``apt-get
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import re
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
+
+from bench.ab import worktree
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -64,20 +66,12 @@ def main() -> None:
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is not installed (Debian: apt-get install valgrind)")
     trees = {"this tree": ROOT}
-    with tempfile.TemporaryDirectory(prefix="instructions-") as scratch:
-        if args.before:
-            worktree = Path(scratch) / "before"
-            subprocess.run(["git", "worktree", "add", "--detach", "--quiet", str(worktree), args.before], cwd=ROOT,
-                           check=True)
-            trees = {args.before: worktree, **trees}
-        try:
-            rows = [{"scenario": s, "callers": n, "tree": label,
-                     "instructions_per_op": round(per_operation(t, s, n, args.small, args.large))}
-                    for s in args.scenarios for n in args.callers for label, t in trees.items()]
-        finally:
-            if args.before:
-                subprocess.run(["git", "worktree", "remove", "--force", str(Path(scratch) / "before")], cwd=ROOT,
-                               check=False)
+    with worktree(args.before) if args.before else contextlib.nullcontext(None) as before_tree:
+        if before_tree is not None:
+            trees = {args.before: before_tree, **trees}
+        rows = [{"scenario": s, "callers": n, "tree": label,
+                 "instructions_per_op": round(per_operation(t, s, n, args.small, args.large))}
+                for s in args.scenarios for n in args.callers for label, t in trees.items()]
     for row in rows:
         base = next(r for r in rows if (r["scenario"], r["callers"]) == (row["scenario"], row["callers"]))
         ratio = row["instructions_per_op"] / base["instructions_per_op"]

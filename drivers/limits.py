@@ -116,8 +116,7 @@ class LoopLag:
         self._samples: collections.deque[tuple[float, float]] = collections.deque(maxlen=512)  # (when, lag)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._handle: asyncio.TimerHandle | None = None
-        self._due = 0.0
-        self._set_at = 0.0           # when the pending timer was set (the loop's clock) ...
+        self._set_at = 0.0           # when the pending timer was set (the loop's clock; due every_s later) ...
         self._cpu_at = 0.0           # ... and the thread's CPU time then
         self._watchers = 0
 
@@ -130,8 +129,7 @@ class LoopLag:
     def _set(self, now: float) -> None:
         assert self._loop is not None
         self._set_at, self._cpu_at = now, _cpu_time()
-        self._due = now + self.every_s
-        self._handle = self._loop.call_at(self._due, self._tick)
+        self._handle = self._loop.call_at(now + self.every_s, self._tick)
 
     def unwatch(self) -> None:
         self._watchers = max(0, self._watchers - 1)
@@ -142,7 +140,7 @@ class LoopLag:
     def _tick(self) -> None:
         assert self._loop is not None
         now = self._loop.time()
-        late = now - self._due
+        late = now - self._set_at - self.every_s
         if late > 0:
             elapsed = now - self._set_at
             late *= min(1.0, (_cpu_time() - self._cpu_at) / elapsed) if elapsed > 0 else 1.0
